@@ -1,0 +1,142 @@
+"""Decode one image file into a uint8 array, the same way for every PIL mode.
+
+Training, evaluation and prediction all decode through `load_image`, so an image
+looks the same to the model whichever command reads it.
+"""
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import DataError
+
+# Modes that hold one grey value per pixel (before any alpha).
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+# What PIL raises for a truncated, corrupt or non-image file; we turn each into a DataError
+# so one bad file is reported (or skipped by the store) instead of crashing a run.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def load_image(path: str | Path, channels: int, max_side: int | None = None) -> np.ndarray:
+    """Decode `path` into a uint8 H x W x channels array, ready for a store.
+
+    EXIF orientation is applied first, so a phone photo comes out upright.
+    Transparent pixels are composited over black (a fully transparent pixel is 0).
+    16-bit grey is scaled to 0..255 (value / 257, rounded); 32-bit integer and
+    float grey are rounded and clipped to 0..255. channels=1 gives luminance as
+    PIL's "L" conversion computes it; channels=3 gives RGB, grey replicated.
+    max_side, when given, shrinks the image (antialiased, aspect kept) so its
+    shorter side is at most max_side pixels.
+    """
+    try:
+        with Image.open(path) as image:
+            if max_side is not None:
+                # JPEG can decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps
+                # both sides >= max_side, so the resize below still does the real work.
+                image.draft(image.mode, (max_side, max_side))
+            image = ImageOps.exif_transpose(image)
+            pixels = _to_uint8(image)
+    except _DECODE_ERRORS as error:
+        raise DataError(f"cannot read image {path} ({error}); remove or replace the file") from error
+    if max_side is not None:
+        pixels = _shrink(pixels, max_side)
+    return match_channels(pixels, channels)
+
+
+def _to_uint8(image: Image.Image) -> np.ndarray:
+    """The image's pixels as uint8: H x W when grey, H x W x 3 otherwise."""
+    if image.mode in WIDE_MODES:
+        return _wide_to_uint8(np.asarray(image))
+    if _has_alpha(image):
+        return _over_black(image)
+    if _is_grey(image):
+        return np.asarray(image.convert("L"))
+    return np.asarray(image.convert("RGB"))
+
+
+def _wide_to_uint8(values: np.ndarray) -> np.ndarray:
+    """16-bit grey -> value / 257 rounded (65535 -> 255); int32 / float -> rounded and clipped."""
+    if values.dtype.kind == "u" and values.dtype.itemsize == 2:
+        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info
+
+
+def _over_black(image: Image.Image) -> np.ndarray:
+    """Composite over black in the image's own colour space, rounding colour * alpha / 255."""
+    grey = _is_grey(image)
+    with_alpha = np.asarray(image.convert("LA" if grey else "RGBA")).astype(np.uint16)
+    colour, alpha = with_alpha[..., :-1], with_alpha[..., -1:]
+    blended = ((colour * alpha + 127) // 255).astype(np.uint8)
+    return blended[..., 0] if grey else blended
+
+
+def _is_grey(image: Image.Image) -> bool:
+    """A grey mode, or a palette image whose used colours all have R == G == B."""
+    if image.mode in GREY_MODES:
+        return True
+    if image.mode not in ("P", "PA"):
+        return False
+    palette = np.asarray(image.getpalette("RGB"), dtype=np.uint8).reshape(-1, 3)
+    # Only the entries the pixels use count: encoders often pad palettes with junk colours.
+    used = np.unique(np.asarray(image.getchannel(0) if image.mode == "PA" else image))
+    colours = palette[used[used < len(palette)]]
+    return bool((colours == colours[:, :1]).all())
+
+
+def _shrink(pixels: np.ndarray, max_side: int) -> np.ndarray:
+    """Resize (bilinear, antialiased) so the shorter side is at most max_side pixels."""
+    height, width = pixels.shape[:2]
+    shorter = min(height, width)
+    if shorter <= max_side:
+        return pixels
+    size = (max(1, round(width * max_side / shorter)), max(1, round(height * max_side / shorter)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+
+
+def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """H x W or H x W x C uint8 -> H x W x channels (grey replicated, or RGB -> luminance)."""
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape[-1] == channels:
+        return pixels
+    if channels == 3:
+        return np.repeat(pixels, 3, axis=-1)
+    return rgb_to_luma(pixels)[..., None]
+
+
+def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luminance of a ... x 3 uint8 array, bit-exact with PIL's convert("L").
+
+    PIL computes (R * 19595 + G * 38470 + B * 7471 + 2**15) >> 16 (weights 0.299,
+    0.587, 0.114 in 16-bit fixed point); array sources use this so they match files.
+    """
+    wide = rgb.astype(np.uint32)
+    luma = (wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000) >> 16
+    return luma.astype(np.uint8)
+
+
+def guess_channels(paths: list[str | Path], limit: int = 64) -> int:
+    """1 when every sampled image is grey, else 3: the default for --channels.
+
+    Samples up to `limit` files spread evenly over the list (sources list files
+    class by class, so every class is looked at). Unreadable files are ignored
+    here; the store reports them. With nothing readable the answer is 3.
+    """
+    if not paths:
+        return 3
+    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(limit, len(paths))).round().astype(int))
+    seen_grey = []
+    for index in picks:
+        try:
+            with Image.open(paths[index]) as image:
+                seen_grey.append(_is_grey(image))
+        except _DECODE_ERRORS:
+            continue
+    return 1 if seen_grey and all(seen_grey) else 3

@@ -1,0 +1,136 @@
+"""Batches for the trainer: uint8 images in, normalised float batches on the device out.
+
+Two paths, one preset:
+  - equal-size stores (MNIST, CIFAR, anything already resized) live as one uint8 tensor;
+    batches are sliced from it, moved to the device and augmented there as a whole
+    (airbench's data-on-device design);
+  - stores of differently sized images go through a DataLoader whose workers run the
+    preset's per-sample torchvision v2 transforms.
+Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
+batches an uninterrupted one would have.
+"""
+import math
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .store import ImageStore
+from .transforms import Preset
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """A distinct, reproducible seed for each (run seed, epoch, process)."""
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
+
+
+class BatchLoader:
+    """Iterates (x float32 N x C x size x size, y int64 N) on `device` for one store.
+
+    train=True shuffles and augments; train=False keeps order and applies the eval
+    pipeline. With world_size > 1 each process sees its own shard (DistributedSampler's
+    padding rule: every shard has the same length).
+    """
+
+    def __init__(
+        self,
+        store: ImageStore,
+        preset: Preset,
+        batch_size: int,
+        train: bool,
+        device: torch.device,
+        seed: int = 0,
+        workers: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ):
+        self.store, self.preset, self.batch_size, self.train = store, preset, batch_size, train
+        self.device, self.seed, self.workers = device, seed, workers
+        self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
+        self.epoch = 0
+        if store.uniform:
+            # Small equal-size sets go to the device once; big ones are sliced on the host.
+            on_device = device.type == "cuda" and store.images.numel() < 4 * 2**30
+            self.images = store.images.to(device) if on_device else store.images
+            self.labels = store.labels.to(self.images.device)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.shard_size / self.batch_size)
+
+    @property
+    def shard_size(self) -> int:
+        if self.world_size == 1:
+            return len(self.store)
+        return math.ceil(len(self.store) / self.world_size)
+
+    def indices(self) -> torch.Tensor:
+        """This process's sample order for the current epoch."""
+        n = len(self.store)
+        if self.train:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            total = self.shard_size * self.world_size
+            order = torch.cat([order, order[: total - n]])  # pad so every shard is equal
+            order = order[self.rank :: self.world_size]
+        return order
+
+    def __iter__(self):
+        if self.store.uniform:
+            yield from self._iter_uniform()
+        else:
+            yield from self._iter_ragged()
+
+    def _iter_uniform(self):
+        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
+        order = self.indices().to(self.images.device)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            x = self.images[index].to(self.device, non_blocking=True)
+            y = self.labels[index].to(self.device, non_blocking=True)
+            x = self.preset.augment_batch(x, generator) if self.train else self.preset.eval_batch(x)
+            yield self._finish(x, y)
+
+    def _iter_ragged(self):
+        transform = self.preset.train_transform() if self.train else self.preset.eval_transform()
+        dataset = _TransformedImages(self.store, transform, self.indices(), epoch_seed(self.seed, self.epoch, self.rank))
+        loader = DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for x, y in loader:
+            x = x.to(self.device, non_blocking=True)
+            yield self._finish(x, y.to(self.device, non_blocking=True))
+
+    def _finish(self, x_0_255: torch.Tensor, y: torch.Tensor):
+        x = self.preset.normalize(x_0_255)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+class _TransformedImages(Dataset):
+    """The store's images in a given order, each through a per-sample transform.
+
+    Each item seeds torch from (epoch seed, position), so augmentation does not depend
+    on how many workers there are or which worker gets which item.
+    """
+
+    def __init__(self, store: ImageStore, transform, order: torch.Tensor, seed: int):
+        self.store, self.transform, self.order, self.seed = store, transform, order.tolist(), seed
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, position: int):
+        index = self.order[position]
+        torch.manual_seed(self.seed + position)
+        return self.transform(self.store.images[index]), self.store.labels[index]

@@ -1,0 +1,101 @@
+"""From a config's data section to decoded stores and the preprocessing preset.
+
+This is the one place where the defaults that depend on the data are decided:
+channel count, input size, normalisation statistics and the augmentation recipe.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import DataError
+from .decode import guess_channels
+from .samples import DatasetSplits, Samples
+from .sources import resolve
+from .store import ImageStore, build_store, channel_stats
+from .transforms import SMALL_IMAGE_SIDE, Preset
+
+RAGGED_STORE_MARGIN = 1.25  # photos are kept at 1.25x the eval resize side: room for random crops
+
+
+@dataclass
+class PreparedData:
+    splits: DatasetSplits
+    preset: Preset
+    train: ImageStore
+    val: ImageStore | None
+    test: ImageStore | None
+
+
+def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
+    if isinstance(data_cfg.data, DatasetSplits):
+        return data_cfg.data
+    return resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
+                   val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir)
+
+
+def data_channels(samples: Samples) -> int:
+    if samples.images is not None:
+        return 1 if samples.images.ndim == 3 or samples.images.shape[-1] == 1 else 3
+    return guess_channels(samples.paths)
+
+
+def prepare_data(data_cfg, splits: DatasetSplits, channels: int, model_size: int, pretrained_stats=None) -> PreparedData:
+    """Decode every split once and settle the preset (see module docstring).
+
+    model_size: the architecture's natural input side, used for photos and when the
+    user gives no --image-size. pretrained_stats: (mean, std) that pretrained weights expect.
+    """
+    if splits.train is None or not splits.train.labelled:
+        raise DataError(f"{splits.name} has no labelled training images; a CSV without a label column can only be predicted on")
+    workers = default_workers(data_cfg.workers)
+    max_side = None if data_cfg.image_size is None else int(data_cfg.image_size / 0.875 * RAGGED_STORE_MARGIN)
+    if max_side is None and model_size > SMALL_IMAGE_SIDE:
+        max_side = int(model_size / 0.875 * RAGGED_STORE_MARGIN)
+    train = build_store(splits.train, channels, max_side=max_side, workers=workers)
+    small = train.uniform and max(train.image_shape[1:]) <= SMALL_IMAGE_SIDE
+    size = data_cfg.image_size or model_size
+    mean, std = _statistics(data_cfg, train, channels, pretrained_stats)
+    preset = Preset(
+        size=size, channels=channels, mean=mean, std=std, small=small,
+        flip=data_cfg.flip if data_cfg.flip is not None else not small,
+        rotation=data_cfg.rotation,
+        pad=(data_cfg.pad if data_cfg.pad is not None else size // 8) if small else 0,
+    )
+    val, test = (None if s is None else eval_store(build_store(s, channels, max_side=max_side, workers=workers), preset)
+                 for s in (splits.val, splits.test))
+    return PreparedData(splits, preset, train, val, test)
+
+
+def eval_store(store: ImageStore, preset: Preset) -> ImageStore:
+    """Apply the deterministic eval pipeline once, so evaluation batches come from one tensor."""
+    if store.uniform:
+        return store
+    transform = preset.eval_transform()
+    images = torch.stack([transform(image) for image in store.images])
+    return ImageStore(images=images, labels=store.labels, origin=store.origin, skipped=store.skipped)
+
+
+def default_workers(requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _statistics(data_cfg, train: ImageStore, channels: int, pretrained_stats):
+    if data_cfg.mean is not None and data_cfg.std is not None:
+        return _per_channel(data_cfg.mean, channels), _per_channel(data_cfg.std, channels)
+    if pretrained_stats is not None:
+        mean, std = pretrained_stats
+        return _per_channel(mean, channels), _per_channel(std, channels)
+    mean, std = channel_stats(train)
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
+
+
+def _per_channel(values, channels: int) -> tuple[float, ...]:
+    values = [float(v) for v in values]
+    if len(values) == channels:
+        return tuple(values)
+    if len(values) == 1:
+        return tuple(values * channels)
+    return (round(sum(values) / len(values), 4),)  # RGB statistics for a grey input: their mean

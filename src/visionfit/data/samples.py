@@ -1,0 +1,74 @@
+"""What a data source hands to the rest of visionfit: splits of labelled samples.
+
+A split is either a list of image files (decoded later, once, into a store) or an
+in-memory uint8 array (IDX files, the embedded sample, torchvision datasets).
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+UNLABELLED = -1
+
+
+@dataclass
+class Samples:
+    """One split. Exactly one of `paths` / `images` is set.
+
+    labels: int64 class indices, UNLABELLED (-1) for a test set without labels.
+    images: uint8, N x H x W (grey) or N x H x W x C.
+    origin: where each sample came from, for messages and prediction CSVs
+            (a file path, or "name[index]" for array samples).
+    """
+
+    labels: np.ndarray
+    paths: list[Path] | None = None
+    images: np.ndarray | None = None
+    origin: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if (self.paths is None) == (self.images is None):
+            raise ValueError("Samples needs exactly one of paths or images")
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.labels) != len(self):
+            raise ValueError(f"{len(self.labels)} labels for {len(self)} samples")
+        if not self.origin:
+            self.origin = [str(p) for p in self.paths] if self.paths is not None else [
+                f"array[{i}]" for i in range(len(self))
+            ]
+
+    def __len__(self) -> int:
+        return len(self.paths) if self.paths is not None else len(self.images)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels != UNLABELLED).all())
+
+    def subset(self, indices: np.ndarray) -> "Samples":
+        indices = np.asarray(indices, dtype=np.int64)
+        return Samples(
+            labels=self.labels[indices],
+            paths=[self.paths[i] for i in indices] if self.paths is not None else None,
+            images=self.images[indices] if self.images is not None else None,
+            origin=[self.origin[i] for i in indices],
+        )
+
+
+@dataclass
+class DatasetSplits:
+    """A resolved dataset: class names in index order and its splits.
+
+    val is what the trainer reports each epoch and picks the best model on;
+    test, when a source has one beside its val (e.g. a folder with train/val/test),
+    is kept for `visionfit eval`.
+    """
+
+    name: str
+    class_names: list[str]
+    train: Samples | None
+    val: Samples | None = None
+    test: Samples | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)

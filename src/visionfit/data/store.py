@@ -1,0 +1,141 @@
+"""Decode every image once and keep the decoded uint8 pixels in RAM.
+
+Decoding a JPEG costs far more than augmenting it, so a store pays that cost once
+per run instead of once per epoch. uint8 keeps it 4x smaller than float.
+"""
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .decode import load_image, match_channels
+from .samples import Samples
+
+log = logging.getLogger(__name__)
+
+STATS_CHUNK = 64  # images summed at once by channel_stats, to bound its int64 scratch memory
+
+
+@dataclass
+class ImageStore:
+    """Decoded images with their labels, in the order of the source's samples.
+
+    images: one uint8 N x C x H x W tensor when every image has the same size,
+            else a list of uint8 C x H x W tensors (resized to a common size later).
+    labels: int64, N.  origin: where each image came from.
+    skipped: (origin, reason) of every image that failed to decode and was left out.
+    """
+
+    images: torch.Tensor | list[torch.Tensor]
+    labels: torch.Tensor
+    origin: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def uniform(self) -> bool:
+        return isinstance(self.images, torch.Tensor)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) shared by every image, or None for a ragged store."""
+        return tuple(self.images.shape[1:]) if self.uniform else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def build_store(samples: Samples, channels: int, max_side: int | None = None, workers: int | None = None) -> ImageStore:
+    """Decode `samples` into a store with `channels` (1 or 3) channels per image.
+
+    File samples are decoded on `workers` threads (default: one per core, at most 8; 0 means 1),
+    shrunk so the shorter side is at most max_side; files that fail are logged,
+    recorded in `skipped` and left out. Array samples are kept at their own size.
+    """
+    if samples.images is not None:
+        return _array_store(samples, channels)
+    threads = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+    return _file_store(samples, channels, max_side, threads)
+
+
+def _array_store(samples: Samples, channels: int) -> ImageStore:
+    images_nhwc = samples.images if samples.images.ndim == 4 else samples.images[..., None]
+    pixels_nchw = match_channels(images_nhwc, channels).transpose(0, 3, 1, 2)
+    images = torch.from_numpy(np.ascontiguousarray(pixels_nchw))
+    return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin))
+
+
+def _file_store(samples: Samples, channels: int, max_side: int | None, workers: int) -> ImageStore:
+    # Threads, not processes: PIL releases the GIL while decoding and resizing,
+    # and threads hand back arrays without pickling them.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda path: _try_load(path, channels, max_side), samples.paths))
+    kept, tensors, skipped = [], [], []
+    for index, result in enumerate(results):
+        if isinstance(result, DataError):
+            log.warning("skipping an image: %s", result)
+            skipped.append((samples.origin[index], str(result)))
+        else:
+            kept.append(index)
+            tensors.append(result)
+    if not kept:
+        first = skipped[0][1] if skipped else "there are no images"
+        raise DataError(f"none of the {len(samples)} images could be read (first: {first}); check the data")
+    labels = torch.from_numpy(samples.labels[kept].copy())
+    return ImageStore(_stack_if_uniform(tensors), labels, [samples.origin[i] for i in kept], skipped)
+
+
+def _try_load(path, channels: int, max_side: int | None) -> torch.Tensor | DataError:
+    """The image as a C x H x W uint8 tensor, or the error that says why it cannot be read."""
+    try:
+        return torch.from_numpy(load_image(path, channels, max_side).transpose(2, 0, 1).copy())
+    except DataError as error:
+        return error
+
+
+def _stack_if_uniform(tensors: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """One N x C x H x W tensor when all shapes agree, else the list itself.
+
+    Copies image by image and drops each from the list, so peak memory stays near
+    one copy of the data rather than the two torch.stack would hold.
+    """
+    shape = tensors[0].shape
+    if any(tensor.shape != shape for tensor in tensors):
+        return tensors
+    stacked = torch.empty((len(tensors), *shape), dtype=torch.uint8)
+    for index in range(len(tensors)):
+        stacked[index] = tensors[index]
+        tensors[index] = None
+    return stacked
+
+
+def channel_stats(store: ImageStore, limit: int = 10000, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std on the 0..1 scale, over up to `limit` images: the normalisation default.
+
+    Sums are exact int64 over a seeded sample of images; every pixel weighs the
+    same, so a large image counts more than a small one.
+    """
+    count = min(limit, len(store))
+    picks = np.sort(np.random.default_rng(seed).choice(len(store), count, replace=False))
+    channels = store.images[0].shape[0]
+    total, squares, pixels = torch.zeros(channels, dtype=torch.int64), torch.zeros(channels, dtype=torch.int64), 0
+    for chunk in _chunks(store, picks):
+        wide = chunk.to(torch.int64)
+        total += wide.sum(dim=(0, 2, 3))
+        squares += (wide * wide).sum(dim=(0, 2, 3))
+        pixels += wide[:, 0].numel()
+    mean = total.double() / pixels
+    std = (squares.double() / pixels - mean * mean).clamp_min(0).sqrt()
+    return (mean / 255).tolist(), (std / 255).tolist()
+
+
+def _chunks(store: ImageStore, picks: np.ndarray):
+    """N x C x H x W uint8 batches of the picked images (one image at a time when ragged)."""
+    if not store.uniform:
+        yield from (store.images[i][None] for i in picks)
+        return
+    for start in range(0, len(picks), STATS_CHUNK):
+        yield store.images[torch.from_numpy(picks[start : start + STATS_CHUNK])]

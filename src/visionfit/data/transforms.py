@@ -1,0 +1,176 @@
+"""Preprocessing presets: one definition serves training, evaluation, prediction and export.
+
+A `Preset` holds the numbers (input size, mean/std, augmentation strengths). It yields
+  - per-sample torchvision.transforms.v2 pipelines on uint8 C x H x W tensors, for
+    stores whose images differ in size (photos), and
+  - `augment_batch`, the same augmentations on a whole uint8 N x C x H x W batch on the
+    training device, for stores of equal-size images (MNIST, CIFAR, resized sets).
+Normalisation happens once, on the device, in `normalize`.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EVAL_CROP_FRACTION = 0.875  # resize to size / 0.875, then center-crop size (256 -> 224)
+RRC_SCALE = (0.08, 1.0)  # area fraction of a random resized crop (torchvision's default)
+RRC_RATIO = (3 / 4, 4 / 3)
+SMALL_IMAGE_SIDE = 64  # images at most this big get pad + random crop instead of resized crops
+
+
+@dataclass
+class Preset:
+    size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    small: bool  # pad + random crop (small images) vs random resized crop (photos)
+    flip: bool
+    rotation: float = 0.0  # degrees, +/-
+    pad: int = 0  # pixels, for the random crop of small images
+
+    @property
+    def resize(self) -> int:
+        """Side the eval pipeline resizes to before its center crop."""
+        return self.size if self.small else int(math.floor(self.size / EVAL_CROP_FRACTION))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preset":
+        values = dict(values)
+        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
+        return cls(**values)
+
+    def eval_transform(self) -> v2.Compose:
+        """uint8 C x H x W of any size -> uint8 C x size x size, deterministic."""
+        if self.small:
+            return v2.Compose([v2.Resize((self.size, self.size), antialias=True)])
+        return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)])
+
+    def train_transform(self) -> v2.Compose:
+        """uint8 C x H x W of any size -> randomly augmented uint8 C x size x size."""
+        if self.small:
+            steps = [v2.Resize((self.size, self.size), antialias=True), v2.RandomCrop(self.size, padding=self.pad)]
+        else:
+            steps = [v2.RandomResizedCrop(self.size, scale=RRC_SCALE, ratio=RRC_RATIO, antialias=True)]
+        if self.flip:
+            steps.append(v2.RandomHorizontalFlip())
+        if self.rotation:
+            steps.append(v2.RandomRotation(self.rotation))
+        return v2.Compose(steps)
+
+    @property
+    def train_is_deterministic(self) -> bool:
+        """True when training sees each image the same way every epoch (features can be cached)."""
+        return self.small and self.pad == 0 and not self.flip and not self.rotation
+
+    def normalize(self, x_0_255: torch.Tensor) -> torch.Tensor:
+        """N x C x H x W pixel values 0..255 (uint8 or float) -> float32, normalised per channel."""
+        mean = torch.tensor(self.mean, device=x_0_255.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x_0_255.device).view(1, -1, 1, 1)
+        return (x_0_255.float() / 255 - mean) / std
+
+    def augment_batch(self, x_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The training augmentation, drawn independently per image, on a uint8 batch.
+
+        Returns float32 0..255 values at size x size (normalize() scales them), so that
+        bilinear resampling happens once, on the device the batch lives on.
+        """
+        x = x_uint8.float()
+        if self.small:
+            x = _resize(x, self.size)
+            if self.pad:
+                x = _random_crop_padded(x, self.pad, generator)
+            theta = _identity(len(x), x.device)
+        else:
+            theta = _random_resized_crop_theta(len(x), x.shape[-2:], x.device, generator)
+        if self.flip:
+            flip = torch.rand(len(x), device=x.device, generator=generator) < 0.5
+            theta[:, 0, :2] = torch.where(flip[:, None], -theta[:, 0, :2], theta[:, 0, :2])
+        if self.rotation:
+            theta = _rotate(theta, self.rotation, generator)
+        if not self.small or self.flip or self.rotation:
+            grid = F.affine_grid(theta, [len(x), x.shape[1], self.size, self.size], align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return x
+
+    def eval_batch(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """The eval pipeline on an equal-size uint8 batch, as float 0..255."""
+        if self.small:
+            return _resize(x_uint8.float(), self.size)
+        x = _resize_short_side(x_uint8.float(), self.resize)
+        top = (x.shape[-2] - self.size) // 2
+        left = (x.shape[-1] - self.size) // 2
+        return x[..., top : top + self.size, left : left + self.size]
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _resize_short_side(x: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    scale = side / min(h, w)
+    new_hw = (max(side, round(h * scale)), max(side, round(w * scale)))
+    if new_hw == (h, w):
+        return x
+    return F.interpolate(x, size=new_hw, mode="bilinear", antialias=True, align_corners=False)
+
+
+def _random_crop_padded(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `pad` and crop back to the original size at a random offset per image."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def _identity(n: int, device: torch.device) -> torch.Tensor:
+    return torch.eye(2, 3, device=device).repeat(n, 1, 1)
+
+
+def _random_resized_crop_theta(n, hw, device, generator) -> torch.Tensor:
+    """Affine matrices (normalised coordinates) for torchvision-style random resized crops."""
+    h, w = hw
+    area = torch.empty(n, device=device).uniform_(*RRC_SCALE, generator=generator) * h * w
+    log_ratio = torch.empty(n, device=device).uniform_(
+        math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1]), generator=generator
+    )
+    ratio = torch.exp(log_ratio)
+    crop_w = torch.sqrt(area * ratio).clamp(max=w)
+    crop_h = torch.sqrt(area / ratio).clamp(max=h)
+    # Centre anywhere the crop still fits, in -1..1 coordinates.
+    max_cx = 1 - crop_w / w
+    max_cy = 1 - crop_h / h
+    cx = (torch.rand(n, device=device, generator=generator) * 2 - 1) * max_cx
+    cy = (torch.rand(n, device=device, generator=generator) * 2 - 1) * max_cy
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = crop_w / w
+    theta[:, 1, 1] = crop_h / h
+    theta[:, 0, 2] = cx
+    theta[:, 1, 2] = cy
+    return theta
+
+
+def _rotate(theta: torch.Tensor, degrees: float, generator: torch.Generator) -> torch.Tensor:
+    n = len(theta)
+    angle = torch.empty(n, device=theta.device).uniform_(-degrees, degrees, generator=generator)
+    angle = angle * math.pi / 180
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)  # n,2,2
+    rotated = theta.clone()
+    rotated[:, :, :2] = theta[:, :, :2] @ rotation
+    return rotated

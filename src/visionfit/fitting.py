@@ -1,0 +1,265 @@
+"""`visionfit.fit`: data + model + config in, a trained run directory out.
+
+    result = visionfit.fit(model="lenet", data="digits/", epochs=5, lr=0.1)
+    result.run_dir / "best.safetensors"
+"""
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from . import __version__
+from .checkpoints import load_resume_state, unwrap
+from .config import Config
+from .data.loader import BatchLoader
+from .data.prepare import PreparedData, data_channels, prepare_data, resolve_splits
+from .errors import ConfigError
+from .models import MODELS, apply_init, create_model, natural_input
+from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
+from .train.distributed import Distributed, init_distributed
+from .train.optim import build_optimizer, build_scheduler
+from .train.trainer import Trainer
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    best_score: float  # best validation accuracy (training accuracy when there is no validation)
+    best_epoch: int | None
+    history: list[dict] = field(default_factory=list)
+    test: dict | None = None  # loss/acc of the best model on a test split, when the data has one
+
+    @property
+    def best_model(self) -> Path:
+        return self.run_dir / "best.safetensors"
+
+
+def fit(model: str | nn.Module = "lenet_relu", data=None, **options) -> FitResult:
+    """Train `model` (a registry name or an nn.Module) on `data` (a path, a dataset name,
+    a DatasetSplits, or None for the embedded MNIST sample). Options are the config
+    fields (`visionfit train --help` lists them), e.g. epochs=5, lr=0.1, optimizer="adamw".
+    """
+    if options.get("resume"):
+        return _resume(options["resume"], data)
+    module = model if isinstance(model, nn.Module) else None
+    config = Config.from_options(model=_architecture_name(model), data=data, **options)
+    return _run(config, module)
+
+
+def _run(config: Config, module: nn.Module | None, resume_state: dict | None = None) -> FitResult:
+    device = resolve_device(config.train.device)
+    dist = init_distributed(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    _configure_torch(config.train)
+    torch.manual_seed(config.train.seed)
+
+    splits = resolve_splits(config.data, config.train.seed)
+    channels = config.data.channels or data_channels(splits.train)
+    natural_channels, natural_size = natural_input(config.model.model) if module is None else (channels, 224)
+    prepared = prepare_data(config.data, splits, channels, natural_size)
+    _fill_resolved(config, prepared)
+
+    if module is not None:
+        net = module
+        config.model.model_args = dict(getattr(module, "visionfit_spec", {}).get("model_args", {}))
+    else:
+        net = _build_model(config, prepared)
+    net = net.to(device)
+    channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer([p for p in net.parameters() if p.requires_grad], config.train)
+    loaders = _loaders(prepared, config, device, dist, channels_last)
+    steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
+    scheduler = build_scheduler(optimizer, config.train, steps_per_epoch)
+    start_epoch, history, best = 0, [], float("-inf")
+    if resume_state is not None:
+        unwrap(net).load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
+    trained = torch.compile(net) if config.train.compile else net
+    trained = dist.wrap(trained, device)
+
+    run_dir = _run_dir(config, dist, resume_state is not None)
+    meta = model_meta(config, prepared, module)
+    callbacks = _callbacks(config, run_dir, meta, dist, best)
+    trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist)
+    if resume_state is not None:
+        trainer.scaler.load_state_dict(resume_state["scaler"])
+        trainer.history = list(history)
+    started = time.perf_counter()
+    trainer.fit(start_epoch)
+    return _finish(trainer, prepared, run_dir, dist, device, time.perf_counter() - started, config)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {requested}: this machine has no CUDA GPU visible to torch; use --device cpu or auto")
+    return torch.device(requested)
+
+
+def _configure_torch(train_cfg) -> None:
+    if train_cfg.deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not train_cfg.deterministic
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def _architecture_name(model) -> str:
+    """A name load_model can rebuild from: the registry name, or the module's import path."""
+    if isinstance(model, nn.Module):
+        if hasattr(model, "visionfit_spec"):
+            return model.visionfit_spec["architecture"]
+        cls = type(model)
+        return f"{cls.__module__}:{cls.__qualname__}"
+    return model
+
+
+def _build_model(config: Config, prepared: PreparedData) -> nn.Module:
+    args = dict(config.model.model_args)
+    name = config.model.model
+    if name in MODELS and prepared.preset.size != natural_input(name)[1]:
+        args.setdefault("input_size", prepared.preset.size)  # classic nets size their classifier to it
+    config.model.model_args = args
+    net = create_model(name, num_classes=prepared.splits.num_classes, in_channels=prepared.preset.channels, **args)
+    apply_init(net, config.model.init)
+    return net
+
+
+def _fill_resolved(config: Config, prepared: PreparedData) -> None:
+    """Write the values chosen from the data back, so config.yaml says what really ran."""
+    preset, d = prepared.preset, config.data
+    d.image_size, d.channels, d.mean, d.std = preset.size, preset.channels, list(preset.mean), list(preset.std)
+    d.flip, d.pad = preset.flip, preset.pad
+    if not isinstance(d.data, (str, type(None))):
+        d.data = prepared.splits.name
+
+
+def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
+    from .data.prepare import default_workers
+
+    common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
+                  workers=default_workers(config.data.workers), rank=dist.rank, world_size=dist.world_size,
+                  channels_last=channels_last)
+    train = BatchLoader(prepared.train, train=True, **common)
+    val = BatchLoader(prepared.val, train=False, **common) if prepared.val is not None and len(prepared.val) else None
+    return train, val
+
+
+def model_meta(config: Config, prepared: PreparedData, module: nn.Module | None) -> dict:
+    return {
+        "architecture": config.model.model,
+        "model_args": config.model.model_args,
+        "class_names": prepared.splits.class_names,
+        "in_channels": prepared.preset.channels,
+        "input_size": prepared.preset.size,
+        "mean": list(prepared.preset.mean),
+        "std": list(prepared.preset.std),
+        "preset": prepared.preset.to_dict(),
+        "visionfit_version": __version__,
+        "dataset": prepared.splits.name,
+    }
+
+
+def _run_dir(config: Config, dist: Distributed, resuming: bool) -> Path:
+    if resuming:
+        return Path(config.run.project) / config.run.name
+    path = None
+    if dist.is_main:
+        path = next_run_dir(Path(config.run.project), config.run.name)
+        path.mkdir(parents=True, exist_ok=True)
+        config.run.name = path.name
+        (path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    path = dist.broadcast_object(str(path) if path else None)
+    config.run.name = Path(path).name
+    return Path(path)
+
+
+def next_run_dir(project: Path, name: str | None) -> Path:
+    """runs/exp, runs/exp2, runs/exp3, ... (or runs/<name>, name2, ... when named)."""
+    base = name or "exp"
+    candidate, n = project / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = project / f"{base}{n}"
+    return candidate
+
+
+def _callbacks(config: Config, run_dir: Path, meta: dict, dist: Distributed, best: float) -> list:
+    callbacks = []
+    if config.train.patience:
+        callbacks.append(EarlyStopping(config.train.patience))
+    if dist.is_main:
+        callbacks += [ProgressPrinter(config.run.quiet), MetricsLogger(run_dir),
+                      Checkpointer(run_dir, meta, config.to_dict(), best)]
+        if config.train.tensorboard:
+            callbacks.append(TensorBoardLogger(run_dir))
+    return callbacks
+
+
+def _finish(trainer: Trainer, prepared: PreparedData, run_dir: Path, dist: Distributed, device, seconds: float,
+            config: Config) -> FitResult:
+    best_row = max(trainer.history, key=score)
+    test = None
+    if prepared.test is not None and len(prepared.test):
+        from .checkpoints import load_model
+
+        dist.barrier()
+        best_model = load_model(run_dir / "best.safetensors", device=device)
+        loader = BatchLoader(prepared.test, prepared.preset, config.data.batch_size, train=False, device=device)
+        trainer.model = best_model
+        test = trainer.evaluate(loader)
+    result = FitResult(run_dir, score(best_row), best_row["epoch"], trainer.history, test)
+    if dist.is_main:
+        skipped = [origin for store in (prepared.train, prepared.val, prepared.test) if store is not None
+                   for origin, _ in store.skipped]
+        summary = {
+            "best_epoch": result.best_epoch, "best_score": result.best_score, "best_metrics": best_row,
+            "final_metrics": trainer.history[-1], "test": test, "epochs_run": len(trainer.history),
+            "seconds": round(seconds, 2), "device": str(device), "world_size": dist.world_size,
+            "train_images": len(prepared.train), "val_images": len(prepared.val) if prepared.val is not None else 0,
+            "skipped_images": skipped, "classes": prepared.splits.class_names,
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        _print_result(result, skipped, run_dir)
+    return result
+
+
+def _print_result(result: FitResult, skipped: list, run_dir: Path) -> None:
+    kind = "val_acc" if "val_acc" in result.history[0] else "train acc"
+    print(f"best {kind} {result.best_score:.2%} at epoch {result.best_epoch}", file=sys.stderr)
+    if result.test is not None:
+        print(f"test acc {result.test['acc']:.2%} (best model, {run_dir / 'best.safetensors'})", file=sys.stderr)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable images (listed in summary.json)", file=sys.stderr)
+    print(f"results in {run_dir}", file=sys.stderr)
+
+
+def _resume(path: str, data=None) -> FitResult:
+    """Continue the run in `path` (a run directory or its last.ckpt) with its saved config.
+
+    `data` is only needed when the run was given in-memory data (a DatasetSplits object).
+    """
+    run_dir = Path(path).parent if Path(path).suffix == ".ckpt" else Path(path)
+    state = load_resume_state(run_dir / "last.ckpt")
+    config = Config.from_dict(state["config"])
+    config.run.project, config.run.name = str(run_dir.parent), run_dir.name
+    if data is not None:
+        config.data.data = data
+    if state["epoch"] + 1 >= config.train.epochs:
+        raise ConfigError(f"{path} already finished all {config.train.epochs} epochs; nothing to resume")
+    return _run(config, None, state)

@@ -1,0 +1,160 @@
+"""What happens around the loop: progress, metrics.csv, curves.png, model files, early stop.
+
+Each callback implements any of on_fit_start, on_epoch_start, on_batch_end(step, loss),
+on_epoch_end(metrics), on_fit_end. Only rank 0 gets the ones that write or print.
+"""
+import csv
+import io
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ..checkpoints import atomic_path, save_model_file, save_resume_state, unwrap  # noqa: E402
+
+METRIC_COLUMNS = ["epoch", "loss", "acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"]
+
+
+def score(metrics: dict) -> float:
+    """What 'best' means: validation accuracy, or training accuracy when there is no validation."""
+    return metrics.get("val_acc", metrics["acc"])
+
+
+def format_epoch(metrics: dict, epochs: int) -> str:
+    line = f"epoch {metrics['epoch']}/{epochs}  loss {metrics['loss']:.4f}  acc {metrics['acc']:.2%}"
+    if "val_acc" in metrics:
+        line += f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.2%}"
+    return line + f"  lr {metrics['lr']:.3g}  {metrics['images_per_s']:,.0f} img/s  {metrics['seconds']:.1f} s"
+
+
+class ProgressPrinter:
+    """A progress bar per epoch (unless quiet) and one summary line per epoch."""
+
+    def __init__(self, quiet: bool = False, stream=sys.stderr):
+        self.quiet, self.stream, self.bar = quiet, stream, None
+
+    def on_epoch_start(self, trainer) -> None:
+        if not self.quiet:
+            self.bar = tqdm(total=len(trainer.train_loader), desc=f"epoch {trainer.epoch + 1}/{trainer.cfg.epochs}",
+                            leave=False, file=self.stream, dynamic_ncols=True)
+
+    def on_batch_end(self, trainer, step: int, loss) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if step % 20 == 0:  # .item() waits for the GPU: not every batch
+                self.bar.set_postfix(loss=f"{loss.item():.4f}")
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(format_epoch(metrics, trainer.cfg.epochs), file=self.stream, flush=True)
+
+
+class MetricsLogger:
+    """metrics.csv (one row per epoch) and curves.png, rewritten after every epoch."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        write_metrics_csv(self.run_dir / "metrics.csv", trainer.history)
+        plot_curves(self.run_dir / "curves.png", trainer.history)
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    columns = [c for c in METRIC_COLUMNS if any(c in row for row in history)]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.getvalue())
+
+
+def plot_curves(path: Path, history: list[dict]) -> None:
+    """The d2l Animator's picture, as a file: loss and accuracy per epoch, train and val."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+        ax.plot(epochs, [row[key] for row in history], "o-", label=f"train {title}")
+        if "val_" + key in history[0]:
+            ax.plot(epochs, [row["val_" + key] for row in history], "s--", label=f"val {title}")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+class Checkpointer:
+    """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch."""
+
+    def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf):
+        self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
+        self.best_score = best_score
+        self.best_epoch = None
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        meta = {**self.meta, "metrics": metrics}
+        if score(metrics) > self.best_score:
+            self.best_score, self.best_epoch = score(metrics), metrics["epoch"]
+            save_model_file(self.run_dir / "best.safetensors", trainer.model, meta)
+        save_model_file(self.run_dir / "last.safetensors", trainer.model, meta)
+        save_resume_state(self.run_dir / "last.ckpt", {
+            "epoch": trainer.epoch,
+            "model": unwrap(trainer.model).state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "scaler": trainer.scaler.state_dict(),
+            "history": trainer.history,
+            "best_score": self.best_score,
+            "config": self.config_dict,
+        })
+
+
+class EarlyStopping:
+    """Stop when the score has not improved for `patience` epochs."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.waited = patience, -math.inf, 0
+
+    def on_fit_start(self, trainer) -> None:
+        for row in trainer.history:  # a resumed run remembers how long it has waited
+            self._update(row)
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        self._update(metrics)
+        if self.waited >= self.patience:
+            trainer.should_stop = True
+            print(f"early stop: no improvement for {self.patience} epochs", file=sys.stderr)
+
+    def _update(self, metrics: dict) -> None:
+        if score(metrics) > self.best:
+            self.best, self.waited = score(metrics), 0
+        else:
+            self.waited += 1
+
+
+class TensorBoardLogger:
+    def __init__(self, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard extra
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def on_epoch_end(self, trainer, metrics: dict) -> None:
+        for key, value in metrics.items():
+            if key != "epoch":
+                self.writer.add_scalar(key, value, metrics["epoch"])
+        self.writer.flush()
+
+    def on_fit_end(self, trainer) -> None:
+        self.writer.close()

@@ -1,0 +1,104 @@
+"""Optimizers and learning-rate schedules by name.
+
+Schedules are stepped once per optimizer step (not per epoch), so warmup and decay
+are smooth and a resumed run continues from the exact step it stopped at.
+"""
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from ..registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+WARMUP_START_FACTOR = 0.01  # warmup ramps the lr linearly from 1% of its value
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(param_groups, train) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        param_groups, lr=train.lr, momentum=train.momentum, nesterov=train.nesterov and train.momentum > 0,
+        weight_decay=train.weight_decay,
+    )
+
+
+@OPTIMIZERS.register("adam")
+def adam(param_groups, train) -> torch.optim.Optimizer:
+    return torch.optim.Adam(param_groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(param_groups, train) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(param_groups, train) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(param_groups, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+
+
+def build_optimizer(param_groups, train) -> torch.optim.Optimizer:
+    """param_groups: a list of {"params": [...], "lr": ...} dicts (or plain parameters)."""
+    return OPTIMIZERS.get(train.optimizer)(param_groups, train)
+
+
+class _Schedule:
+    """lr multiplier as a function of the optimizer step: linear warmup, then a decay shape.
+
+    Holds plain numbers only: LambdaLR saves a callable object's __dict__ in its
+    state_dict, and a weights_only load accepts nothing but primitives and tensors.
+    """
+
+    def __init__(self, shape: str, warmup_steps: int, decay_steps: int = 1, step_every: int = 1, gamma: float = 1.0):
+        self.shape, self.warmup_steps = shape, warmup_steps
+        self.decay_steps, self.step_every, self.gamma = max(1, decay_steps), step_every, gamma
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return WARMUP_START_FACTOR + (1 - WARMUP_START_FACTOR) * step / self.warmup_steps
+        step -= self.warmup_steps
+        if self.shape == "step":  # the seeds' StepLR: times gamma every step_size epochs
+            return self.gamma ** (step // self.step_every)
+        if self.shape == "cosine":  # half a cosine from 1 to 0 over the steps after warmup
+            return 0.5 * (1 + math.cos(math.pi * min(step, self.decay_steps) / self.decay_steps))
+        return 1.0
+
+
+@SCHEDULERS.register("none")
+def constant(optimizer, train, steps_per_epoch: int) -> LRScheduler:
+    return LambdaLR(optimizer, _Schedule("constant", _warmup_steps(train, steps_per_epoch)))
+
+
+@SCHEDULERS.register("step")
+def step(optimizer, train, steps_per_epoch: int) -> LRScheduler:
+    schedule = _Schedule("step", _warmup_steps(train, steps_per_epoch), step_every=train.step_size * steps_per_epoch,
+                         gamma=train.gamma)
+    return LambdaLR(optimizer, schedule)
+
+
+@SCHEDULERS.register("cosine")
+def cosine(optimizer, train, steps_per_epoch: int) -> LRScheduler:
+    warmup = _warmup_steps(train, steps_per_epoch)
+    return LambdaLR(optimizer, _Schedule("cosine", warmup, decay_steps=train.epochs * steps_per_epoch - warmup))
+
+
+@SCHEDULERS.register("onecycle")
+def onecycle(optimizer, train, steps_per_epoch: int) -> LRScheduler:
+    """torch's OneCycleLR (lr up then down, momentum cycled the other way); its own warmup."""
+    total = train.epochs * steps_per_epoch
+    warmup_fraction = train.warmup_epochs / train.epochs if train.warmup_epochs else 0.3
+    return OneCycleLR(
+        optimizer,
+        max_lr=[group["lr"] for group in optimizer.param_groups],
+        total_steps=total,
+        pct_start=min(max(warmup_fraction, 1 / total), 0.99),
+    )
+
+
+def build_scheduler(optimizer, train, steps_per_epoch: int) -> LRScheduler:
+    return SCHEDULERS.get(train.scheduler)(optimizer, train, steps_per_epoch)
+
+
+def _warmup_steps(train, steps_per_epoch: int) -> int:
+    return round(train.warmup_epochs * steps_per_epoch)

@@ -1,0 +1,126 @@
+"""The training loop. It fits on one screen; everything optional hangs off callbacks.
+
+    trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, device, config.train, callbacks)
+    history = trainer.fit()
+"""
+import contextlib
+import time
+
+import torch
+from torch import nn
+
+from ..data.loader import epoch_seed
+from .distributed import Distributed
+
+
+class Trainer:
+    def __init__(self, model, optimizer, scheduler, train_loader, val_loader, device, train_cfg, callbacks=(),
+                 dist: Distributed | None = None):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.device, self.cfg, self.callbacks = device, train_cfg, list(callbacks)
+        self.dist = dist or Distributed()
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing)
+        self.amp_dtype = amp_dtype(train_cfg.amp, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.should_stop = False
+
+    def fit(self, start_epoch: int = 0) -> list[dict]:
+        self._emit("on_fit_start")
+        for self.epoch in range(start_epoch, self.cfg.epochs):
+            torch.manual_seed(epoch_seed(self.cfg.seed, self.epoch, self.dist.rank))  # dropout etc.
+            self._emit("on_epoch_start")
+            metrics = {"epoch": self.epoch + 1, **self.train_one_epoch()}
+            if self.val_loader is not None:
+                metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()})
+            self.history.append(metrics)
+            self._emit("on_epoch_end", metrics)
+            if self.should_stop:
+                break
+        self._emit("on_fit_end")
+        return self.history
+
+    def train_one_epoch(self) -> dict:
+        self.train_loader.set_epoch(self.epoch)
+        set_train_mode(self.model)
+        totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen
+        lr = self.optimizer.param_groups[-1]["lr"]  # the head's group: what the user asked for
+        start = time.perf_counter()
+        for step, (x, y) in enumerate(self.train_loader):
+            last_of_group = (step + 1) % self.cfg.accumulate == 0 or step + 1 == len(self.train_loader)
+            sync = contextlib.nullcontext() if last_of_group else self.dist.no_sync(self.model)
+            with sync:
+                with self._autocast():
+                    logits = self.model(x)
+                    loss = self.criterion(logits, y)
+                self.scaler.scale(loss / self.cfg.accumulate).backward()
+            if last_of_group:
+                self._optimizer_step()
+            totals += _batch_totals(loss.detach().float() * len(y), logits, y)
+            self._emit("on_batch_end", step, loss)
+        totals = self.dist.sum(totals)
+        seconds = time.perf_counter() - start
+        loss_sum, correct, seen = totals.tolist()
+        return {"loss": loss_sum / seen, "acc": correct / seen, "lr": lr,
+                "images_per_s": seen / seconds, "seconds": seconds}
+
+    def _optimizer_step(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    @torch.no_grad()
+    def evaluate(self, loader) -> dict:
+        """Loss and accuracy over a loader, in eval mode (BatchNorm/Dropout off), without grads."""
+        self.model.eval()
+        totals = torch.zeros(3, device=self.device)
+        for x, y in loader:
+            with self._autocast():
+                logits = self.model(x)
+            loss = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+            totals += _batch_totals(loss, logits, y)
+        loss_sum, correct, seen = self.dist.sum(totals).tolist()
+        return {"loss": loss_sum / seen, "acc": correct / seen}
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _emit(self, event: str, *args) -> None:
+        for callback in self.callbacks:
+            handler = getattr(callback, event, None)
+            if handler is not None:
+                handler(self, *args)
+
+
+def _batch_totals(loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[loss summed over the batch, correct predictions, images], kept on the device (no sync)."""
+    correct = (logits.argmax(1) == y).sum().float()
+    return torch.stack([loss_sum, correct, torch.full_like(correct, len(y))])
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision only on CUDA: bf16 where the GPU has it (no loss scaling needed)."""
+    if amp == "off" or device.type != "cuda":
+        return None
+    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """model.train(), except BatchNorm layers whose parameters are frozen stay in eval.
+
+    A frozen backbone must not keep moving its running statistics (the seeds' fixed
+    feature extractor relies on the pretrained ones).
+    """
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()

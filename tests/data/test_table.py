@@ -1,0 +1,88 @@
+"""CSV sources: column choice, path resolution, labels, and the errors a user meets."""
+import numpy as np
+import pytest
+
+from visionfit.data.samples import UNLABELLED
+from visionfit.data.table import load_csv
+from visionfit.errors import DataError
+
+
+@pytest.fixture
+def pictures(tmp_path, png):
+    """imgs/a.png .. imgs/f.png, each filled with its index."""
+    for i, name in enumerate("abcdef"):
+        png(tmp_path / "imgs" / f"{name}.png", np.full((3, 3), i, dtype=np.uint8))
+    return tmp_path / "imgs"
+
+
+def test_string_labels_sorted_and_paths_relative_to_csv(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "train.csv", "image,label\nimgs/a.png,dog\nimgs/b.png,cat\nimgs/c.png,dog\n")
+    names, samples = load_csv(csv)
+    assert names == ["cat", "dog"]
+    np.testing.assert_array_equal(samples.labels, [1, 0, 1])
+    assert samples.paths == [pictures / "a.png", pictures / "b.png", pictures / "c.png"]
+
+
+def test_bare_ids_under_images_root_get_an_extension(tmp_path, pictures, write_csv):
+    # Kaggle style: an id column, no extension, images in another folder; a BOM from Excel.
+    csv = write_csv(tmp_path / "sheets" / "train.csv", "\ufeffId,Width,Target\nd,1,x\ne,1,y\n")
+    names, samples = load_csv(csv, images=pictures)
+    assert names == ["x", "y"]
+    assert samples.paths == [pictures / "d.png", pictures / "e.png"]
+
+
+def test_numeric_labels_sort_numerically_and_merge_spellings(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "file,class\nimgs/a.png,10\nimgs/b.png,2\nimgs/c.png,2.0\nimgs/d.png,1\n")
+    names, samples = load_csv(csv)
+    assert names == ["1", "2", "10"]
+    np.testing.assert_array_equal(samples.labels, [2, 1, 1, 0])
+
+
+@pytest.mark.parametrize(
+    "header, row",
+    [
+        ("name,kind", "imgs/a.png,cat"),  # no known names: first column, then second
+        ("label,Filename", "cat,imgs/a.png"),  # known names win over position
+    ],
+)
+def test_columns_found_by_name_or_position(tmp_path, pictures, write_csv, header, row):
+    csv = write_csv(tmp_path / "t.csv", f"{header}\n{row}\n")
+    names, samples = load_csv(csv)
+    assert names == ["cat"] and samples.paths == [pictures / "a.png"]
+
+
+def test_csv_without_label_column_is_unlabelled(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "test.csv", "image\nimgs/a.png\nimgs/b.png\n")
+    names, samples = load_csv(csv)
+    assert names == [] and (samples.labels == UNLABELLED).all()
+
+
+def test_missing_files_listed_by_spreadsheet_row_with_total(tmp_path, pictures, write_csv):
+    rows = ["imgs/a.png,x"] + [f"imgs/gone{i}.png,x" for i in range(7)]
+    csv = write_csv(tmp_path / "t.csv", "image,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError) as error:
+        load_csv(csv)
+    message = str(error.value)
+    # The header is row 1 and a.png (row 2) exists, so the first missing file is on row 3.
+    assert "7 image file(s) not found" in message
+    assert "row 3: imgs/gone0.png" in message and "row 7: imgs/gone4.png" in message
+    assert "gone5" not in message and "--images" in message
+
+
+def test_empty_label_cell_names_the_row(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "image,label\nimgs/a.png,x\n\nimgs/b.png,\n")
+    with pytest.raises(DataError, match=r"row 4: the 'label' cell is empty"):
+        load_csv(csv)
+
+
+def test_missing_header_is_explained(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "imgs/a.png,x\nimgs/b.png,y\n")
+    with pytest.raises(DataError, match="looks like data, not a header"):
+        load_csv(csv)
+
+
+def test_validation_labels_map_onto_training_classes(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "val.csv", "image,label\nimgs/a.png,7\nimgs/b.png,3\n")
+    np.testing.assert_array_equal(load_csv(csv, class_names=["3", "5", "7"])[1].labels, [2, 0])
+    with pytest.raises(DataError, match="row 3: label '3' is not one of the training classes"):
+        load_csv(csv, class_names=["7", "9"])

@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+import yaml
+
+import visionfit
+from visionfit.checkpoints import load_resume_state
+from visionfit.train.callbacks import METRIC_COLUMNS
+
+FAST = dict(epochs=3, lr=0.05, optimizer="adam", batch_size=16, quiet=True, image_size=16)
+
+
+def test_fit_leaves_a_complete_run_directory(tiny_splits, tmp_path):
+    result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), **FAST)
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.yaml", "metrics.csv", "curves.png", "best.safetensors", "last.safetensors", "last.ckpt",
+            "summary.json"} <= files
+    rows = (result.run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",") == METRIC_COLUMNS and len(rows) == 4
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["best_epoch"] == result.best_epoch and summary["classes"] == ["left", "middle", "right"]
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert config["data"]["image_size"] == 16 and config["data"]["channels"] == 1
+    assert result.best_score > 0.9  # the bars are easy; a broken loop would sit at 1/3
+
+
+def test_run_directories_are_numbered(tiny_splits, tmp_path):
+    first = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), **{**FAST, "epochs": 1})
+    second = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), **{**FAST, "epochs": 1})
+    assert (first.run_dir.name, second.run_dir.name) == ("exp", "exp2")
+
+
+def test_best_model_file_rebuilds_the_model_with_identical_outputs(tiny_splits, tmp_path):
+    result = visionfit.fit("lenet", tiny_splits, project=str(tmp_path), model_args={"act": "relu"}, **FAST)
+    model = visionfit.load_model(result.run_dir / "last.safetensors")
+    state = load_resume_state(result.run_dir / "last.ckpt")
+    reference = visionfit.create_model("lenet", num_classes=3, in_channels=1, act="relu", input_size=16)
+    reference.load_state_dict(state["model"])
+    reference.eval()
+    x = torch.randn(5, 1, 16, 16)
+    assert torch.equal(model(x), reference(x))
+    meta = model.visionfit_meta
+    assert meta["class_names"] == ["left", "middle", "right"] and meta["input_size"] == 16
+    assert meta["metrics"]["epoch"] == 3
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path):
+    options = dict(FAST, epochs=3, optimizer="sgd", scheduler="cosine", lr=0.1, pad=2, flip=True)
+    full = visionfit.fit("lenet_bn", tiny_splits, project=str(tmp_path / "a"), **options)
+
+    class Crash(Exception):
+        pass
+
+    from visionfit.train import trainer as trainer_module
+
+    original = trainer_module.Trainer.train_one_epoch
+
+    def crash_in_third_epoch(self):
+        if self.epoch == 2:
+            raise Crash
+        return original(self)
+
+    trainer_module.Trainer.train_one_epoch = crash_in_third_epoch
+    try:
+        with pytest.raises(Crash):
+            visionfit.fit("lenet_bn", tiny_splits, project=str(tmp_path / "b"), **options)
+    finally:
+        trainer_module.Trainer.train_one_epoch = original
+    resumed = visionfit.fit(data=tiny_splits, resume=str(tmp_path / "b" / "exp"))
+    a = load_resume_state(full.run_dir / "last.ckpt")
+    b = load_resume_state(resumed.run_dir / "last.ckpt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [row["loss"] for row in a["history"]] == [row["loss"] for row in b["history"]]
+
+
+def test_early_stopping_ends_the_run(tiny_splits, tmp_path):
+    # lr so small nothing improves after the first epoch
+    result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), **{**FAST, "epochs": 10, "lr": 1e-9,
+                                                                         "optimizer": "sgd", "patience": 2})
+    assert len(result.history) == 3
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tiny_splits, tmp_path):
+    base = dict(FAST, epochs=1, optimizer="sgd", momentum=0.0, lr=0.1, pad=0)
+    big = visionfit.fit("mlp", tiny_splits, project=str(tmp_path / "a"), **{**base, "batch_size": 32})
+    accumulated = visionfit.fit("mlp", tiny_splits, project=str(tmp_path / "b"), **{**base, "batch_size": 16,
+                                                                                    "accumulate": 2})
+    a = load_resume_state(big.run_dir / "last.ckpt")["model"]
+    b = load_resume_state(accumulated.run_dir / "last.ckpt")["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_fit_accepts_an_nn_module(tiny_splits, tmp_path):
+    net = visionfit.create_model("mlp", num_classes=3, in_channels=1, input_size=16)
+    result = visionfit.fit(net, tiny_splits, project=str(tmp_path), **FAST)
+    assert result.best_model.exists()
+    model = visionfit.load_model(result.best_model)
+    assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
