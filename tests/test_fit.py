@@ -100,3 +100,9 @@ def test_fit_accepts_an_nn_module(tiny_splits, tmp_path):
     assert result.best_model.exists()
     model = visionfit.load_model(result.best_model)
     assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
+
+
+def test_max_per_class_trains_on_a_balanced_slice(tiny_splits, tmp_path):
+    result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), max_per_class=5, **{**FAST, "epochs": 1})
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["train_images"] == 15 and summary["val_images"] == 30

@@ -25,6 +25,7 @@ class DataConfig:
     images: str | None = option(None, "root folder for relative image paths in a CSV")
     val_data: str | None = option(None, "a separate validation folder or CSV")
     val_split: float | None = option(None, "hold out this fraction of train, stratified and seeded; default: 0.2 when the data has no validation split")
+    max_per_class: int | None = option(None, "train on at most this many images per class (seeded): few-shot runs, quick comparisons")
     image_size: int | None = option(None, "side in pixels the model sees; default: the data's own size for small images, the model's for photos")
     channels: int | None = option(None, "1 (grey) or 3 (RGB); default: what the data is")
     mean: list[float] | None = option(None, "normalisation mean per channel; default: the dataset's own, or the pretrained weights'")
@@ -128,6 +129,7 @@ class Config:
         for name, values in (("--mean", d.mean), ("--std", d.std)):
             _require(values is None or len(values) in (1, 3), f"{name} takes 1 or 3 numbers")
         _require(d.std is None or all(s > 0 for s in d.std), "--std values must be > 0")
+        _require(d.max_per_class is None or d.max_per_class >= 1, "--max-per-class must be at least 1")
         _require(d.workers is None or d.workers >= 0, "--workers must be >= 0")
         _require(
             t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),

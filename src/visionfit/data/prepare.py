@@ -3,6 +3,7 @@
 This is the one place where the defaults that depend on the data are decided:
 channel count, input size, normalisation statistics and the augmentation recipe.
 """
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import torch
 from ..errors import DataError
 from .decode import guess_channels
 from .samples import DatasetSplits, Samples
-from .sources import resolve
+from .sources import limit_per_class, resolve
 from .store import ImageStore, build_store, channel_stats
 from .transforms import SMALL_IMAGE_SIDE, Preset
 
@@ -29,9 +30,13 @@ class PreparedData:
 
 def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
     if isinstance(data_cfg.data, DatasetSplits):
-        return data_cfg.data
-    return resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
-                   val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir)
+        splits = data_cfg.data
+    else:
+        splits = resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
+                         val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir)
+    if data_cfg.max_per_class and splits.train is not None:
+        splits = dataclasses.replace(splits, train=limit_per_class(splits.train, data_cfg.max_per_class, seed))
+    return splits
 
 
 def data_channels(samples: Samples) -> int:

@@ -151,3 +151,13 @@ def split_train_val(samples: Samples, fraction: float, seed: int) -> tuple[Sampl
         return samples, None
     train_rows = np.setdiff1d(np.arange(len(samples)), val_rows)
     return samples.subset(train_rows), samples.subset(val_rows)
+
+
+def limit_per_class(samples: Samples, per_class: int, seed: int) -> Samples:
+    """At most `per_class` samples of each class, drawn with `seed`, in the source's order.
+
+    For few-shot runs and quick comparisons on a slice of a big dataset.
+    """
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(np.flatnonzero(samples.labels == label))[:per_class] for label in np.unique(samples.labels)]
+    return samples.subset(np.sort(np.concatenate(rows)))
