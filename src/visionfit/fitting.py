@@ -17,7 +17,7 @@ from . import __version__
 from .checkpoints import load_resume_state, unwrap
 from .config import Config
 from .data.loader import BatchLoader
-from .data.prepare import PreparedData, data_channels, prepare_data, resolve_splits
+from .data.prepare import PreparedData, data_channels, prepare_data, require_training_data, resolve_splits
 from .errors import ConfigError
 from .models import MODELS, apply_init, create_model, natural_input
 from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
@@ -61,6 +61,7 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
     torch.manual_seed(config.train.seed)
 
     splits = resolve_splits(config.data, config.train.seed)
+    require_training_data(splits)
     channels = config.data.channels or data_channels(splits.train)
     natural_channels, natural_size = natural_input(config.model.model) if module is None else (channels, 224)
     prepared = prepare_data(config.data, splits, channels, natural_size)

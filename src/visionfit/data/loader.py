@@ -9,13 +9,17 @@ Two paths, one preset:
 Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
 batches an uninterrupted one would have.
 """
+import logging
 import math
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import DataError
 from .store import ImageStore
 from .transforms import Preset
+
+log = logging.getLogger(__name__)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -104,11 +108,20 @@ class BatchLoader:
             batch_size=self.batch_size,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            collate_fn=_collate_readable,
         )
-        for x, y in loader:
-            x = x.to(self.device, non_blocking=True)
-            yield self._finish(x, y.to(self.device, non_blocking=True))
+        for x, y, failed in loader:
+            self._record_skipped(failed)
+            if len(y):
+                yield self._finish(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+
+    def _record_skipped(self, failed: list[tuple[str, str]]) -> None:
+        """Files that stopped decoding mid-run (with --cache none) are skipped and counted, once each."""
+        known = {origin for origin, _ in self.store.skipped}
+        for origin, reason in failed:
+            if origin not in known:
+                log.warning("skipping an image: %s", reason)
+                self.store.skipped.append((origin, reason))
 
     def _finish(self, x_0_255: torch.Tensor, y: torch.Tensor):
         x = self.preset.normalize(x_0_255)
@@ -131,6 +144,21 @@ class _TransformedImages(Dataset):
         return len(self.order)
 
     def __getitem__(self, position: int):
+        """(image, label, None), or (None, None, (origin, reason)) for a file that cannot be read."""
         index = self.order[position]
         torch.manual_seed(self.seed + position)
-        return self.transform(self.store.images[index]), self.store.labels[index]
+        try:
+            image = self.store.images[index]
+        except DataError as error:
+            return None, None, (self.store.origin[index], str(error))
+        return self.transform(image), self.store.labels[index], None
+
+
+def _collate_readable(items):
+    """Stack the readable samples of a batch; pass the unreadable ones on for counting."""
+    readable = [(x, y) for x, y, failed in items if failed is None]
+    failed = [failed for _, _, failed in items if failed is not None]
+    if not readable:
+        return torch.empty(0), torch.empty(0, dtype=torch.int64), failed
+    xs, ys = zip(*readable)
+    return torch.stack(xs), torch.stack(ys), failed

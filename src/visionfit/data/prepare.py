@@ -13,7 +13,7 @@ from ..errors import DataError
 from .decode import guess_channels
 from .samples import DatasetSplits, Samples
 from .sources import limit_per_class, resolve
-from .store import ImageStore, build_store, channel_stats
+from .store import ImageStore, LazyImages, build_store, channel_stats, lazy_store
 from .transforms import SMALL_IMAGE_SIDE, Preset
 
 RAGGED_STORE_MARGIN = 1.25  # photos are kept at 1.25x the eval resize side: room for random crops
@@ -39,7 +39,13 @@ def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
     return splits
 
 
+def require_training_data(splits: DatasetSplits) -> None:
+    if splits.train is None or not len(splits.train) or not splits.train.labelled:
+        raise DataError(f"{splits.name} has no labelled training images; a CSV without a label column can only be predicted on")
+
+
 def data_channels(samples: Samples) -> int:
+    """1 for grey data, 3 for colour (the model's input channels unless --channels says otherwise)."""
     if samples.images is not None:
         return 1 if samples.images.ndim == 3 or samples.images.shape[-1] == 1 else 3
     return guess_channels(samples.paths)
@@ -51,13 +57,11 @@ def prepare_data(data_cfg, splits: DatasetSplits, channels: int, model_size: int
     model_size: the architecture's natural input side, used for photos and when the
     user gives no --image-size. pretrained_stats: (mean, std) that pretrained weights expect.
     """
-    if splits.train is None or not splits.train.labelled:
-        raise DataError(f"{splits.name} has no labelled training images; a CSV without a label column can only be predicted on")
     workers = default_workers(data_cfg.workers)
     max_side = None if data_cfg.image_size is None else int(data_cfg.image_size / 0.875 * RAGGED_STORE_MARGIN)
     if max_side is None and model_size > SMALL_IMAGE_SIDE:
         max_side = int(model_size / 0.875 * RAGGED_STORE_MARGIN)
-    train = build_store(splits.train, channels, max_side=max_side, workers=workers)
+    train = _store(data_cfg, splits.train, channels, max_side, workers)
     small = train.uniform and max(train.image_shape[1:]) <= SMALL_IMAGE_SIDE
     size = data_cfg.image_size or model_size
     mean, std = _statistics(data_cfg, train, channels, pretrained_stats)
@@ -67,14 +71,23 @@ def prepare_data(data_cfg, splits: DatasetSplits, channels: int, model_size: int
         rotation=data_cfg.rotation,
         pad=(data_cfg.pad if data_cfg.pad is not None else size // 8) if small else 0,
     )
-    val, test = (None if s is None else eval_store(build_store(s, channels, max_side=max_side, workers=workers), preset)
+    val, test = (None if s is None else eval_store(_store(data_cfg, s, channels, max_side, workers), preset)
                  for s in (splits.val, splits.test))
     return PreparedData(splits, preset, train, val, test)
 
 
+def _store(data_cfg, samples: Samples, channels: int, max_side: int | None, workers: int) -> ImageStore:
+    if data_cfg.cache == "none":
+        return lazy_store(samples, channels, max_side)
+    return build_store(samples, channels, max_side=max_side, workers=workers)
+
+
 def eval_store(store: ImageStore, preset: Preset) -> ImageStore:
-    """Apply the deterministic eval pipeline once, so evaluation batches come from one tensor."""
-    if store.uniform:
+    """Apply the deterministic eval pipeline once, so evaluation batches come from one tensor.
+
+    Uniform stores are already batch-friendly; lazy (uncached) stores stay lazy.
+    """
+    if store.uniform or isinstance(store.images, LazyImages):
         return store
     transform = preset.eval_transform()
     images = torch.stack([transform(image) for image in store.images])

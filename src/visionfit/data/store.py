@@ -18,6 +18,7 @@ from .samples import Samples
 log = logging.getLogger(__name__)
 
 STATS_CHUNK = 64  # images summed at once by channel_stats, to bound its int64 scratch memory
+LAZY_STATS_LIMIT = 500  # images decoded for statistics when nothing is cached
 
 
 @dataclass
@@ -59,6 +60,31 @@ def build_store(samples: Samples, channels: int, max_side: int | None = None, wo
         return _array_store(samples, channels)
     threads = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
     return _file_store(samples, channels, max_side, threads)
+
+
+class LazyImages:
+    """Image files decoded on access, for `--cache none`: datasets too big to keep in RAM.
+
+    Indexing decodes (and shrinks) one file; a file that fails raises DataError, which
+    the loader turns into a skipped sample.
+    """
+
+    def __init__(self, paths, channels: int, max_side: int | None):
+        self.paths, self.channels, self.max_side = list(paths), channels, max_side
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(load_image(self.paths[index], self.channels, self.max_side).transpose(2, 0, 1).copy())
+
+
+def lazy_store(samples: Samples, channels: int, max_side: int | None = None) -> ImageStore:
+    """A store that decodes from disk every time (array samples are small: kept in RAM)."""
+    if samples.images is not None:
+        return _array_store(samples, channels)
+    images = LazyImages(samples.paths, channels, max_side)
+    return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin))
 
 
 def _array_store(samples: Samples, channels: int) -> ImageStore:
@@ -118,6 +144,8 @@ def channel_stats(store: ImageStore, limit: int = 10000, seed: int = 0) -> tuple
     Sums are exact int64 over a seeded sample of images; every pixel weighs the
     same, so a large image counts more than a small one.
     """
+    if isinstance(store.images, LazyImages):
+        limit = min(limit, LAZY_STATS_LIMIT)
     count = min(limit, len(store))
     picks = np.sort(np.random.default_rng(seed).choice(len(store), count, replace=False))
     channels = store.images[0].shape[0]
@@ -135,7 +163,11 @@ def channel_stats(store: ImageStore, limit: int = 10000, seed: int = 0) -> tuple
 def _chunks(store: ImageStore, picks: np.ndarray):
     """N x C x H x W uint8 batches of the picked images (one image at a time when ragged)."""
     if not store.uniform:
-        yield from (store.images[i][None] for i in picks)
+        for i in picks:
+            try:
+                yield store.images[i][None]
+            except DataError:
+                continue  # an unreadable file: the loader skips it too
         return
     for start in range(0, len(picks), STATS_CHUNK):
         yield store.images[torch.from_numpy(picks[start : start + STATS_CHUNK])]

@@ -35,8 +35,13 @@ def format_epoch(metrics: dict, epochs: int) -> str:
 class ProgressPrinter:
     """A progress bar per epoch (unless quiet) and one summary line per epoch."""
 
-    def __init__(self, quiet: bool = False, stream=sys.stderr):
-        self.quiet, self.stream, self.bar = quiet, stream, None
+    def __init__(self, quiet: bool = False, stream=None):
+        self.quiet, self.bar = quiet, None
+        self._stream = stream
+
+    @property
+    def stream(self):
+        return self._stream or sys.stderr  # looked up late: tests and notebooks swap sys.stderr
 
     def on_epoch_start(self, trainer) -> None:
         if not self.quiet:
