@@ -6,6 +6,7 @@ written to the run directory as config.yaml and stored in checkpoints as a dict.
 """
 import dataclasses
 import difflib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +136,8 @@ class Config:
             t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
             f"--device '{t.device}' is not one of auto, cpu, cuda, cuda:N",
         )
+        _require(not t.tensorboard or importlib.util.find_spec("tensorboard") is not None,
+                 "--tensorboard needs the tensorboard package: pip install 'visionfit[tensorboard]'")
         from .train.optim import OPTIMIZERS, SCHEDULERS
         from .models.init import INIT_SCHEMES
 

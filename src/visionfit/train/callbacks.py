@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ..checkpoints import atomic_path, save_model_file, save_resume_state, unwrap  # noqa: E402
@@ -91,6 +92,7 @@ def plot_curves(path: Path, history: list[dict]) -> None:
         if "val_" + key in history[0]:
             ax.plot(epochs, [row["val_" + key] for row in history], "s--", label=f"val {title}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -151,7 +153,7 @@ class EarlyStopping:
 
 class TensorBoardLogger:
     def __init__(self, run_dir: Path):
-        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard extra
+        from torch.utils.tensorboard import SummaryWriter  # the tensorboard extra; config checks it is there
 
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
