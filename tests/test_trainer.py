@@ -44,3 +44,9 @@ def test_channels_last_training_gives_the_same_model_as_contiguous(tiny_splits, 
     b = visionfit.fit("lenet_relu", tiny_splits, project=str(tmp_path / "b"), channels_last=True, **options)
     x = torch.randn(4, 1, 16, 16)
     assert torch.allclose(visionfit.load_model(a.best_model)(x), visionfit.load_model(b.best_model)(x), atol=1e-5)
+
+
+def test_tensorboard_logging_writes_an_event_file(tiny_splits, tmp_path):
+    result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), epochs=1, quiet=True, image_size=16,
+                           tensorboard=True)
+    assert list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
