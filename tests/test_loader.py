@@ -61,3 +61,15 @@ def test_ragged_store_goes_through_per_sample_transforms_independent_of_worker_c
         results.append([x for x, _ in loader])
     assert all(x.shape[1:] == (1, 8, 8) for x in results[0])
     assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_photos_prepared_for_evaluation_are_cropped_once():
+    from visionfit.data.prepare import eval_store
+
+    photos = [torch.randint(0, 256, (3, 40 + i, 50), dtype=torch.uint8) for i in range(3)]
+    store = ImageStore(photos, torch.arange(3), ["a", "b", "c"])
+    photo_preset = Preset(size=16, channels=3, mean=(0.0,) * 3, std=(1 / 255,) * 3, small=False, flip=False)
+    ready = eval_store(store, photo_preset)
+    batches = [x for x, _ in BatchLoader(ready, photo_preset, batch_size=3, train=False, device=CPU)]
+    expected = torch.stack([photo_preset.eval_transform()(image) for image in photos]).float()
+    assert torch.allclose(batches[0], expected, atol=1e-3)

@@ -12,8 +12,11 @@ __version__ = "0.1.0"
 # stays cheap and a submodule can be used without importing all the others.
 _PUBLIC = {
     "fit": "fitting", "FitResult": "fitting",
+    "compare": "comparing",
     "create_model": "models", "list_models": "models",
     "load_model": "checkpoints", "read_meta": "checkpoints",
+    "evaluate": "infer", "predict": "infer", "export_onnx": "infer", "export_torchscript": "infer",
+    "summary": "infer", "show_data": "infer",
     "VisionfitError": "errors", "ConfigError": "errors", "DataError": "errors", "ModelError": "errors",
 }
 

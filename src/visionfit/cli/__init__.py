@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import VisionfitError
-from . import train
+from . import compare, infer, train
 
-COMMAND_MODULES = [train]
+COMMAND_MODULES = [train, compare, infer]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     except VisionfitError as error:
         print(f"visionfit: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:  # `visionfit eval ... | head` closed the pipe: not an error
+        sys.stderr.close()
     except KeyboardInterrupt:
         print("visionfit: interrupted; `visionfit train --resume runs/<name>` continues a run", file=sys.stderr)
         sys.exit(130)

@@ -29,7 +29,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             if base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             elif base is dict:
-                group.add_argument(flag, nargs="*", metavar="KEY=VALUE", type=_key_value, default=None, help=help_text)
+                group.add_argument(flag, nargs="*", metavar="KEY=VALUE", type=parse_key_value, default=None, help=help_text)
             elif base is list:
                 group.add_argument(flag, type=_float_list, default=None, metavar="A,B,C", help=help_text)
             else:
@@ -72,14 +72,14 @@ def _base_type(annotation):
     return typing.get_origin(annotation) or annotation
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def parse_key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE (e.g. act=relu)")
     key, value = text.split("=", 1)
-    return key, _literal(value)
+    return key, parse_literal(value)
 
 
-def _literal(value: str):
+def parse_literal(value: str):
     """'3' -> 3, '0.5' -> 0.5, 'true' -> True, anything else stays text."""
     lowered = value.lower()
     if lowered in ("true", "false"):

@@ -97,7 +97,10 @@ class BatchLoader:
             index = order[start : start + self.batch_size]
             x = self.images[index].to(self.device, non_blocking=True)
             y = self.labels[index].to(self.device, non_blocking=True)
-            x = self.preset.augment_batch(x, generator) if self.train else self.preset.eval_batch(x)
+            if self.train:
+                x = self.preset.augment_batch(x, generator)
+            elif not self.store.eval_ready:  # eval_store has resized and cropped already: not twice
+                x = self.preset.eval_batch(x)
             yield self._finish(x, y)
 
     def _iter_ragged(self):

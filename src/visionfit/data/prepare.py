@@ -91,7 +91,7 @@ def eval_store(store: ImageStore, preset: Preset) -> ImageStore:
         return store
     transform = preset.eval_transform()
     images = torch.stack([transform(image) for image in store.images])
-    return ImageStore(images=images, labels=store.labels, origin=store.origin, skipped=store.skipped)
+    return ImageStore(images=images, labels=store.labels, origin=store.origin, skipped=store.skipped, eval_ready=True)
 
 
 def default_workers(requested: int | None) -> int:

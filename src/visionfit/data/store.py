@@ -29,12 +29,14 @@ class ImageStore:
             else a list of uint8 C x H x W tensors (resized to a common size later).
     labels: int64, N.  origin: where each image came from.
     skipped: (origin, reason) of every image that failed to decode and was left out.
+    eval_ready: set by prepare.eval_store; evaluation batches are then used as they are.
     """
 
     images: torch.Tensor | list[torch.Tensor]
     labels: torch.Tensor
     origin: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    eval_ready: bool = False  # images already went through the preset's eval pipeline
 
     @property
     def uniform(self) -> bool:

@@ -1,0 +1,173 @@
+"""`visionfit eval | predict | export | summary | show-data`: parse, call visionfit.infer, print.
+
+    visionfit eval runs/exp/best.safetensors --data val/
+    visionfit predict runs/exp/best.safetensors test.csv --images images/ -o submission.csv --format kaggle
+    visionfit export runs/exp/best.safetensors --onnx model.onnx --check
+    visionfit summary resnet18 --input 1,3,224,224
+    visionfit show-data --data hymenoptera/ -o grid.png --augment
+"""
+import argparse
+import sys
+
+from ..errors import ConfigError
+from .train import parse_key_value  # the KEY=VALUE parser train's --model-args uses
+
+
+def add_commands(commands) -> None:
+    _add_eval(commands.add_parser("eval", help="accuracy, per-class metrics, confusion matrix, top losses",
+                                  description="Evaluate a model file on labelled data."))
+    _add_predict(commands.add_parser("predict", help="predict images into a CSV",
+                                     description="Predict one image, a folder (recursive) or a CSV of images."))
+    _add_export(commands.add_parser("export", help="export to ONNX / TorchScript, with a parity check",
+                                    description="Export a model file to ONNX and/or TorchScript."))
+    _add_summary(commands.add_parser("summary", help="layer table: output shapes, parameters, MACs, size",
+                                     description="Summarise a model name or model file layer by layer."))
+    _add_show_data(commands.add_parser("show-data", help="a labelled grid of samples, with augmentations",
+                                       description="Draw a grid of samples as training would see them."))
+
+
+def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", help="root folder for relative image paths in a CSV")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its horizontal flip")
+    parser.add_argument("--workers", type=int, help="image decoding threads (default: one per core, at most 8)")
+
+
+def _add_eval(parser) -> None:
+    parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
+    parser.add_argument("--data", required=True, help="a folder of class folders, or a CSV of image,label rows")
+    parser.add_argument("-o", "--out", help="report folder (default: eval/ next to the model file, or eval2/, ...)")
+    _add_runtime_flags(parser)
+    parser.set_defaults(command=run_eval)
+
+
+def run_eval(args) -> None:
+    from ..infer import evaluate
+
+    report = evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
+                      out=args.out, tta=args.tta, workers=args.workers)
+    print(report.format())
+
+
+def _add_predict(parser) -> None:
+    from ..infer.predict import FORMATS
+
+    parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
+    parser.add_argument("input", help="an image, a folder of images (searched recursively) or a CSV of image paths")
+    parser.add_argument("-o", "--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    parser.add_argument("--topk", type=int, default=0, help="add the K most probable classes and their probabilities")
+    parser.add_argument("--format", choices=list(FORMATS), default="full",
+                        help="; ".join(f"{name}: {text}" for name, text in FORMATS.items()))
+    _add_runtime_flags(parser)
+    parser.set_defaults(command=run_predict)
+
+
+def run_predict(args) -> None:
+    from ..infer import predict
+
+    rows = predict(args.model, args.input, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
+                   format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers)
+    failed = sum(1 for row in rows if row["error"])
+    print(f"wrote {len(rows):,} prediction{'s' if len(rows) != 1 else ''} to {args.out}")
+    if "true" in (rows[0] if rows else {}):
+        scored = [row for row in rows if not row["error"]]
+        correct = sum(row["label"] == row["true"] for row in scored)
+        print(f"accuracy on the labelled input: {correct / max(1, len(scored)):.2%} ({correct:,}/{len(scored):,})")
+    if failed:
+        where = "the error column" if args.format == "full" else "the error column of --format full"
+        print(f"{failed:,} image{'s' if failed > 1 else ''} could not be read: "
+              f"{'their rows have' if failed > 1 else 'its row has'} an empty label (the reason is in {where})",
+              file=sys.stderr)
+
+
+def _add_export(parser) -> None:
+    parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
+    parser.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX file")
+    parser.add_argument("--torchscript", metavar="OUT.pt", help="write a TorchScript file (traced)")
+    parser.add_argument("--opset", type=int, help="ONNX opset version, 17 or newer (default: the exporter's)")
+    parser.add_argument("--with-preprocessing", action="store_true",
+                        help="take uint8 0..255 images; scaling and normalisation run inside the graph")
+    parser.add_argument("--check", action="store_true",
+                        help="check the file and compare it with PyTorch on real images at batch 1 and 7")
+    parser.add_argument("--check-data", help="images for --check: a folder or CSV (default: the bundled MNIST sample)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference| (default 1e-4)")
+    parser.set_defaults(command=run_export)
+
+
+def run_export(args) -> None:
+    from ..infer import export_onnx, export_torchscript
+
+    if not (args.onnx or args.torchscript):
+        raise ConfigError("nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt")
+    options = dict(with_preprocessing=args.with_preprocessing, check=args.check, check_data=args.check_data,
+                   tolerance=args.tolerance)
+    results = []
+    if args.onnx:
+        results.append(("ONNX", export_onnx(args.model, args.onnx, opset=args.opset, **options)))
+    if args.torchscript:
+        results.append(("TorchScript", export_torchscript(args.model, args.torchscript, **options)))
+    kind = "uint8 0..255" if args.with_preprocessing else "float32 normalised"
+    names = {"ONNX": ("'images' ", "'logits' "), "TorchScript": ("", "")}
+    for label, result in results:
+        given, returned = names[label]
+        print(f"wrote {label} {result.path}: input {given}{kind} N x C x H x W (any N), output {returned}N x classes")
+        for parity in result.checks:
+            print(f"  {parity.format()}")
+        if result.checks:
+            print(f"  parity within --tolerance {args.tolerance:g}")
+
+
+def _add_summary(parser) -> None:
+    parser.add_argument("model", metavar="MODEL_OR_NAME", help="a model name (resnet18, lenet, timm:...) or a model file")
+    parser.add_argument("--input", type=_shape, metavar="N,C,H,W", help="input shape (default: the model's natural input)")
+    parser.add_argument("--num-classes", type=int, help="output classes for a name (default 1000 for torchvision/timm, 10 for classic nets)")
+    parser.add_argument("--model-args", nargs="*", metavar="KEY=VALUE", type=parse_key_value, default=[],
+                        help="extra keyword arguments for the model factory (e.g. act=relu)")
+    parser.set_defaults(command=run_summary)
+
+
+def run_summary(args) -> None:
+    from ..infer import summary
+
+    print(summary(args.model, input_size=args.input, num_classes=args.num_classes, model_args=dict(args.model_args)).format())
+
+
+def _add_show_data(parser) -> None:
+    parser.add_argument("--data", help="as for train (default: the bundled MNIST sample)")
+    parser.add_argument("--images", help="root folder for relative image paths in a CSV")
+    parser.add_argument("-o", "--out", default="grid.png", help="PNG to write (default grid.png)")
+    parser.add_argument("--n", type=int, default=32, help="images to show (default 32)")
+    parser.add_argument("--augment", action="store_true", help="show each image again as the training transforms change it")
+    parser.add_argument("--seed", type=int, default=0, help="which images, and which augmentations (default 0)")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="train", help="split to draw from")
+    parser.add_argument("--model", default="lenet_relu", help="the model you will train: sets the default image size")
+    parser.add_argument("--image-size", type=int, help="side in pixels the model sees (as for train)")
+    parser.add_argument("--channels", type=int, choices=[1, 3], help="1 (grey) or 3 (RGB); default: what the data is")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (as for train)")
+    parser.add_argument("--rotation", type=float, default=0.0, help="random rotation in degrees (as for train)")
+    parser.add_argument("--pad", type=int, help="padding of the random crop for small images (as for train)")
+    parser.add_argument("--val-split", type=float, help="as for train: the hold-out --split val shows")
+    parser.add_argument("--val-data", help="as for train: a separate validation folder or CSV")
+    parser.add_argument("--columns", type=int, default=8, help="images per row (default 8)")
+    parser.set_defaults(command=run_show_data)
+
+
+def run_show_data(args) -> None:
+    from ..infer import show_data
+
+    options = {key: getattr(args, key) for key in ("images", "image_size", "channels", "flip", "pad", "val_split", "val_data")
+               if getattr(args, key) is not None}
+    path = show_data(args.data, out=args.out, n=args.n, augment=args.augment, seed=args.seed, split=args.split,
+                     model=args.model, columns=args.columns, rotation=args.rotation, **options)
+    print(f"wrote {path}")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not N,C,H,W (e.g. 1,3,224,224)")
+    if len(values) != 4 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not four positive numbers N,C,H,W (e.g. 1,3,224,224)")
+    return values

@@ -1,0 +1,168 @@
+"""`visionfit eval`: accuracy, per-class precision / recall / F1, confusion matrix, top losses.
+
+    report = visionfit.evaluate("runs/exp/best.safetensors", "hymenoptera/val")
+    report.accuracy, report.per_class[0]["f1"], report.out_dir
+    print(report.format())
+
+Class names and their order come from the model file; data labelled with a class the
+model does not know is an error, not a silent relabelling.
+"""
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoints import atomic_path
+from ..data.samples import Samples
+from ..data.sources import load_split
+from ..errors import DataError
+from . import metrics
+from .plots import plot_confusion, plot_image_grid, short
+from .runner import Classifier, Outputs, classify, decode_max_side, decode_sample, eval_pixels, load_classifier
+from .text import format_table
+
+TOP_LOSSES = 16  # images in the top-losses grid
+TOP5_ABOVE = 5  # top-5 accuracy is reported when there are more classes than this
+TABLE_NAME_CHARS = 40  # the terminal has more room for a class name than a plot title
+
+
+@dataclass
+class EvalReport:
+    class_names: list[str]
+    images: int  # images scored (unreadable ones excluded)
+    accuracy: float
+    top5: float | None  # None with 5 classes or fewer
+    per_class: list[dict]  # class, precision, recall, f1, support
+    confusion: np.ndarray  # K x K counts, row = true, column = predicted
+    top_losses: list[dict]  # index, image, true, p_true, predicted, confidence, loss; worst first
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason), left out
+    out_dir: Path | None = None
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["confusion"] = self.confusion.tolist()
+        values["out_dir"] = None if self.out_dir is None else str(self.out_dir)
+        return values
+
+    def format(self) -> str:
+        """The report as the terminal shows it."""
+        head = f"accuracy {self.accuracy:.2%}"
+        if self.top5 is not None:
+            head += f"  top-5 {self.top5:.2%}"
+        head += f"  on {self.images:,} images"
+        if self.skipped:
+            head += f" ({len(self.skipped)} unreadable, left out: see 'skipped' in metrics.json)"
+        parts = [head, "", _per_class_table(self.per_class)]
+        if self.top_losses:
+            rows = [[r["image"], short(r["true"], TABLE_NAME_CHARS), f"{r['p_true']:.3f}",
+                     short(r["predicted"], TABLE_NAME_CHARS), f"{r['confidence']:.3f}"] for r in self.top_losses]
+            parts += ["", "top losses (wrong, lowest probability for the true class first):",
+                      format_table(["image", "true", "p(true)", "predicted", "confidence"], rows, right={2, 4})]
+        if self.out_dir is not None:
+            parts += ["", f"report in {self.out_dir}"]
+        return "\n".join(parts)
+
+
+def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
+             tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES) -> EvalReport:
+    """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
+
+    data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
+    or a Samples object. Files go to `out`; by default next to a model file, in
+    runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
+    """
+    classifier = load_classifier(model, device)
+    samples = data if isinstance(data, Samples) else load_split(data, images, classifier.class_names)
+    if not samples.labelled:
+        raise DataError(f"{data} has no labels (no class subfolders or label column); "
+                        "evaluation needs them — use `visionfit predict` for unlabelled images")
+    outputs = classify(classifier, samples, batch_size, tta, workers)
+    report = build_report(classifier.class_names, samples, outputs, top_losses)
+    out_dir = Path(out) if out is not None else _default_out(classifier)
+    if out_dir is not None:
+        write_report(report, out_dir, classifier, samples)
+    return report
+
+
+def build_report(class_names: list[str], samples: Samples, outputs: Outputs, top_losses: int = TOP_LOSSES) -> EvalReport:
+    scored = np.array([i for i in range(len(samples)) if i not in outputs.errors], dtype=np.int64)
+    if not len(scored):
+        raise DataError(f"none of the {len(samples)} images could be read (first: {next(iter(outputs.errors.values()))})")
+    labels, probs = samples.labels[scored], outputs.probs[scored]
+    predicted = probs.argmax(axis=1)
+    confusion = metrics.confusion_matrix(labels, predicted, len(class_names))
+    worst = metrics.top_losses(probs, labels, top_losses)
+    return EvalReport(
+        class_names=list(class_names),
+        images=len(scored),
+        accuracy=float((predicted == labels).mean()),
+        top5=metrics.topk_accuracy(probs, labels, 5) if len(class_names) > TOP5_ABOVE else None,
+        per_class=_per_class_rows(class_names, confusion),
+        confusion=confusion,
+        top_losses=[_loss_row(class_names, samples, int(scored[i]), probs[i], labels[i]) for i in worst],
+        skipped=[(samples.origin[i], reason) for i, reason in sorted(outputs.errors.items())],
+    )
+
+
+def _per_class_rows(class_names: list[str], confusion: np.ndarray) -> list[dict]:
+    values = metrics.per_class(confusion)
+    return [{"class": name, "precision": float(values["precision"][k]), "recall": float(values["recall"][k]),
+             "f1": float(values["f1"][k]), "support": int(values["support"][k])} for k, name in enumerate(class_names)]
+
+
+def _loss_row(class_names: list[str], samples: Samples, index: int, probs: np.ndarray, label: int) -> dict:
+    predicted = int(probs.argmax())
+    return {"index": index, "image": samples.origin[index], "true": class_names[label], "p_true": float(probs[label]),
+            "predicted": class_names[predicted], "confidence": float(probs[predicted]),
+            "loss": float(-np.log(max(float(probs[label]), 1e-12)))}
+
+
+def _per_class_table(rows: list[dict]) -> str:
+    support = sum(r["support"] for r in rows)
+    body = [[short(r["class"], TABLE_NAME_CHARS), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]] for r in rows]
+    averages = {key: np.mean([r[key] for r in rows]) for key in ("precision", "recall", "f1")}
+    body.append(["macro avg", *(f"{averages[key]:.3f}" for key in ("precision", "recall", "f1")), support])
+    return format_table(["class", "precision", "recall", "f1", "support"], body, right={1, 2, 3, 4})
+
+
+def _default_out(classifier: Classifier) -> Path | None:
+    if classifier.path is None:
+        return None
+    from ..fitting import next_run_dir
+
+    return next_run_dir(classifier.path.parent, "eval")
+
+
+def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samples: Samples) -> None:
+    """metrics.json, per_class.csv, confusion_matrix.csv/.png and top_losses.png in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.out_dir = out_dir
+    with atomic_path(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    _write_csv(out_dir / "per_class.csv", ["class", "precision", "recall", "f1", "support"],
+               [[r[k] for k in ("class", "precision", "recall", "f1", "support")] for r in report.per_class])
+    _write_csv(out_dir / "confusion_matrix.csv", ["true \\ predicted", *report.class_names],
+               [[name, *counts] for name, counts in zip(report.class_names, report.confusion.tolist())])
+    title = f"confusion matrix: accuracy {report.accuracy:.2%} on {report.images:,} images"
+    plot_confusion(out_dir / "confusion_matrix.png", report.confusion, report.class_names, title)
+    if report.top_losses:
+        _plot_top_losses(out_dir / "top_losses.png", report, classifier, samples)
+
+
+def _plot_top_losses(path: Path, report: EvalReport, classifier: Classifier, samples: Samples) -> None:
+    """The images as the model saw them (after the eval transform), titled true / predicted (confidence)."""
+    preset = classifier.preset
+    decoded = [decode_sample(samples, r["index"], preset.channels, decode_max_side(preset)) for r in report.top_losses]
+    pixels = eval_pixels(preset, decoded).round().clamp(0, 255).byte()
+    titles = [f"true: {short(r['true'])} ({r['p_true']:.2f})\npred: {short(r['predicted'])} ({r['confidence']:.2f})"
+              for r in report.top_losses]
+    plot_image_grid(path, list(pixels), titles, columns=4, title="top losses: wrong, lowest p(true) first")
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)

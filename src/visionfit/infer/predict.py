@@ -1,0 +1,100 @@
+"""`visionfit predict`: an image, a folder or a CSV of images in; one prediction row per image out.
+
+    rows = visionfit.predict("runs/exp/best.safetensors", "test.csv", images="images/",
+                             out="submission.csv", format="kaggle")
+    rows[0]   # {"image": "0.jpg", "label": "maple", "confidence": 0.93, "error": ""}
+
+Rows keep the input's order. An unreadable image gets a row with an empty label and the
+reason in `error`, so one bad file never costs the whole run or shifts the other rows.
+"""
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoints import atomic_path
+from ..data.samples import Samples
+from ..data.table import _pick_columns, _read_rows  # the CSV reader's own row and column choice
+from ..errors import ConfigError
+from .runner import classify, load_classifier, read_samples
+
+FORMATS = {
+    "full": "image, label, confidence (+ true, top-k columns when present), error",
+    "kaggle": "exactly image,label, in input order: a competition submission",
+}
+
+
+def predict(model, inputs, out: str | Path | None = None, images: str | None = None, topk: int = 0,
+            tta: bool = False, format: str = "full", batch_size: int = 64, device=None,
+            workers: int | None = None) -> list[dict]:
+    """Predict every image in `inputs` (an image, a list of images, a folder searched recursively,
+    a CSV of image paths relative to `images`, or a Samples object) with `model` (a file or module).
+
+    Returns one dict per image, in input order: image, label, confidence, top1..topK and
+    top1_prob..topK_prob when topk > 0, true when the input is labelled, and error.
+    Writes them to `out` as CSV when given, in `format` ("full" or "kaggle").
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"--format {format} is not one of: {', '.join(FORMATS)}")
+    classifier = load_classifier(model, device)
+    names = classifier.class_names
+    if not 0 <= topk <= len(names):
+        raise ConfigError(f"--topk {topk} must be between 0 and the model's {len(names)} classes")
+    samples = read_samples(inputs, images, names)
+    outputs = classify(classifier, samples, batch_size, tta, workers)
+    images_written = image_names(inputs, samples)
+    rows = [_row(images_written[i], outputs.probs[i], outputs.errors.get(i), names, topk) for i in range(len(samples))]
+    if samples.labelled:
+        for row, label in zip(rows, samples.labels):
+            row["true"] = names[label]
+    if out is not None:
+        write_predictions(out, rows, format, topk)
+    return rows
+
+
+def _row(image: str, probs: np.ndarray, error: str | None, names: list[str], topk: int) -> dict:
+    if error is not None:
+        row = {"image": image, "label": "", "confidence": None}
+        row.update({key: None for j in range(1, topk + 1) for key in (f"top{j}", f"top{j}_prob")})
+        return {**row, "error": error}
+    best = np.argsort(-probs, kind="stable")
+    row = {"image": image, "label": names[best[0]], "confidence": float(probs[best[0]])}
+    for j, k in enumerate(best[:topk], start=1):
+        row[f"top{j}"], row[f"top{j}_prob"] = names[k], float(probs[k])
+    return {**row, "error": ""}
+
+
+def image_names(inputs, samples: Samples) -> list[str]:
+    """How each image is named in the output: as written in a CSV, relative to a folder, else as given."""
+    if isinstance(inputs, Samples):
+        return list(samples.origin)
+    if isinstance(inputs, (list, tuple)):
+        return [str(p) for p in inputs]
+    path = Path(inputs).expanduser()
+    if path.is_dir():
+        return [p.relative_to(path).as_posix() for p in samples.paths]
+    if path.suffix.lower() == ".csv":
+        header, rows = _read_rows(path)
+        column = _pick_columns(path, header)[0]
+        return [row[column] if column < len(row) else "" for _, row in rows]
+    return [str(inputs)]
+
+
+def write_predictions(out: str | Path, rows: list[dict], format: str = "full", topk: int = 0) -> None:
+    columns = ["image", "label"]
+    if format == "full":
+        columns.append("confidence")
+        if rows and "true" in rows[0]:
+            columns.append("true")
+        columns += [key for j in range(1, topk + 1) for key in (f"top{j}", f"top{j}_prob")]
+        columns.append("error")
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        writer.writerows([_cell(row.get(c)) for c in columns] for row in rows)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,171 @@
+"""Run a trained classifier over samples: decode, eval transform, batch, softmax.
+
+    classifier = load_classifier("runs/exp/best.safetensors", device="cpu")
+    outputs = classify(classifier, read_samples("test/", class_names=classifier.class_names))
+    outputs.probs        # float32 N x K, a NaN row where an image could not be read
+    outputs.errors       # {sample index: why it could not be read}
+
+evaluate, predict and export's parity check all see images through this one path, so
+the same image gets the same numbers from each of them, whatever the batch size.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoints import load_model
+from ..data.decode import load_image, match_channels
+from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files
+from ..data.prepare import RAGGED_STORE_MARGIN
+from ..data.samples import UNLABELLED, Samples
+from ..data.sources import load_split
+from ..data.transforms import EVAL_CROP_FRACTION, Preset
+from ..errors import ConfigError, DataError
+
+
+@dataclass
+class Classifier:
+    """A model with what it needs to be used: its class names (index order) and preprocessing."""
+
+    model: nn.Module  # in eval mode, on `device`
+    class_names: list[str]
+    preset: Preset
+    device: torch.device
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None  # the model file, when it came from one
+
+
+@dataclass
+class Outputs:
+    probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows for unreadable images
+    errors: dict[int, str]  # sample index -> the reason its image could not be read
+
+
+def resolve_device(requested: str | torch.device | None) -> torch.device:
+    from ..fitting import resolve_device as resolve
+
+    return torch.device(requested) if isinstance(requested, torch.device) else resolve(requested or "auto")
+
+
+def load_classifier(model, device=None, class_names: list[str] | None = None, preset: Preset | None = None) -> Classifier:
+    """A Classifier from a model file, or from a module (its `visionfit_meta`, or the names and preset given)."""
+    device = resolve_device(device)
+    path = None
+    if isinstance(model, (str, Path)):
+        path, model = Path(model), load_model(model, device)
+    meta = dict(getattr(model, "visionfit_meta", {}))
+    names = class_names or meta.get("class_names")
+    if preset is None and "preset" in meta:
+        preset = Preset.from_dict(meta["preset"])
+    if names is None or preset is None:
+        raise ConfigError(
+            "this module has no visionfit metadata; pass class_names=[...] and preset=Preset(...), "
+            "or pass the model file (runs/<name>/best.safetensors) instead"
+        )
+    return Classifier(model.to(device).eval(), list(names), preset, device, meta, path)
+
+
+def read_samples(data, images: str | None = None, class_names: list[str] | None = None) -> Samples:
+    """Samples from one image file, a list of files, a folder, a CSV, or a Samples object.
+
+    A folder whose subfolders are all classes of the model is labelled by them;
+    any other folder is read recursively as unlabelled images.
+    """
+    if isinstance(data, Samples):
+        return data
+    if isinstance(data, (list, tuple)):
+        return Samples(labels=[UNLABELLED] * len(data), paths=[Path(p) for p in data])
+    path = Path(data).expanduser()
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return Samples(labels=[UNLABELLED], paths=[path])
+    if path.is_dir() and not _class_labelled(path, class_names):
+        files = image_files(path)
+        if not files:
+            raise DataError(f"{path} has no images ({' '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
+        return Samples(labels=[UNLABELLED] * len(files), paths=files)
+    return load_split(path, images, class_names)
+
+
+def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
+    subfolders = {sub.name for sub in class_folders(folder)}
+    return bool(subfolders) and class_names is not None and subfolders <= set(class_names)
+
+
+def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta: bool = False,
+             workers: int | None = None) -> Outputs:
+    """Softmax probabilities for every sample, in order; unreadable images become errors, not crashes.
+
+    tta: average the softmax of each image and of its horizontal flip.
+    """
+    probs = np.full((len(samples), len(classifier.class_names)), np.nan, dtype=np.float32)
+    errors: dict[int, str] = {}
+    for rows, decoded in _decoded_batches(samples, classifier.preset, batch_size, workers):
+        good = [(row, image) for row, image in zip(rows, decoded) if isinstance(image, torch.Tensor)]
+        errors.update({row: str(image) for row, image in zip(rows, decoded) if isinstance(image, DataError)})
+        if good:
+            pixels = eval_pixels(classifier.preset, [image for _, image in good], classifier.device)
+            x = classifier.preset.normalize(pixels)
+            probs[[row for row, _ in good]] = class_probabilities(classifier.model, x, tta).cpu().numpy()
+    return Outputs(probs, errors)
+
+
+@torch.inference_mode()
+def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    probs = model(x).float().softmax(dim=1)
+    if tta:
+        probs = (probs + model(x.flip(-1)).float().softmax(dim=1)) / 2
+    return probs
+
+
+def eval_pixels(preset: Preset, images: list[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
+    """uint8 C x H x W images of any sizes -> float 0..255 N x C x size x size on `device`, the eval pipeline.
+
+    Images travel as uint8 (4x less to copy) and are resized where the model runs.
+    eval_batch resizes each image on its own, so stacking equal sizes first is only
+    faster: an image gets the same pixels in any batch.
+    """
+    if all(image.shape == images[0].shape for image in images):
+        return preset.eval_batch(torch.stack(images).to(device))
+    return torch.cat([preset.eval_batch(image[None].to(device)) for image in images])
+
+
+def decode_sample(samples: Samples, index: int, channels: int, max_side: int | None) -> torch.Tensor:
+    """One sample as uint8 C x H x W; raises DataError for an unreadable file."""
+    if samples.images is not None:
+        pixels = match_channels(samples.images[index], channels)
+    else:
+        pixels = load_image(samples.paths[index], channels, max_side)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())  # a copy: PIL hands out read-only arrays
+
+
+def decode_max_side(preset: Preset) -> int:
+    # The bound training used for photos (see data.prepare): decoded the same way, an image
+    # reaches the eval transform with the same pixels it had during validation.
+    return int(preset.size / EVAL_CROP_FRACTION * RAGGED_STORE_MARGIN)
+
+
+def _decoded_batches(samples: Samples, preset: Preset, batch_size: int, workers: int | None):
+    """(rows, decoded images or DataErrors) per batch; the next batch decodes while this one runs."""
+    threads = workers or min(8, os.cpu_count() or 1)
+    max_side = decode_max_side(preset)
+
+    def decode(index: int):
+        try:
+            return decode_sample(samples, index, preset.channels, max_side)
+        except DataError as error:
+            return error
+
+    # Threads: PIL releases the GIL while decoding, and threads hand back tensors without pickling.
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ahead = None  # the batch that decodes while the caller runs the one before it
+        for start in range(0, len(samples), batch_size):
+            rows = range(start, min(start + batch_size, len(samples)))
+            current, ahead = ahead, (rows, [pool.submit(decode, row) for row in rows])
+            if current is not None:
+                yield current[0], [future.result() for future in current[1]]
+        if ahead is not None:
+            yield ahead[0], [future.result() for future in ahead[1]]

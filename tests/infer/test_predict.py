@@ -1,0 +1,99 @@
+"""predict: row order, CSV formats, error rows, batch-size independence, TTA, top-k, input kinds."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+import visionfit
+from visionfit.cli import main
+from visionfit.errors import ConfigError
+from visionfit.infer.runner import decode_max_side, decode_sample, eval_pixels, load_classifier, read_samples
+
+from ..conftest import pattern_images
+from .conftest import save_png
+
+
+def read_csv(path) -> list[list[str]]:
+    with open(path, newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_labelled_csv_gives_one_row_per_input_row_in_order_and_eval_accuracy(bars_model, bars_csv, tmp_path):
+    rows = visionfit.predict(bars_model, bars_csv, out=tmp_path / "p.csv")
+    written = read_csv(bars_csv)[1:]
+    assert [r["image"] for r in rows] == [image for image, _ in written]
+    assert [r["true"] for r in rows] == [label for _, label in written]
+    accuracy = np.mean([r["label"] == r["true"] for r in rows])
+    report = visionfit.evaluate(bars_model, bars_csv, out=tmp_path / "eval")
+    assert accuracy == report.accuracy and report.accuracy > 0.8  # a trained model, not chance (1/3)
+    table = read_csv(tmp_path / "p.csv")
+    assert table[0] == ["image", "label", "confidence", "true", "error"] and len(table) == 31
+
+
+def test_unreadable_image_gets_an_error_row_and_a_count(bars_model, tmp_path, capsys):
+    images, _ = pattern_images(3, seed=2)
+    for i, pixels in enumerate(images):
+        save_png(tmp_path / "test" / f"{i}.png", pixels)
+    (tmp_path / "test" / "1b.png").write_bytes(b"\x89PNG truncated")
+    main(["predict", str(bars_model), str(tmp_path / "test"), "-o", str(tmp_path / "p.csv"), "--device", "cpu"])
+    table = read_csv(tmp_path / "p.csv")
+    assert [row[0] for row in table[1:]] == ["0.png", "1.png", "1b.png", "2.png"]
+    broken = table[3]
+    assert broken[1] == "" and broken[2] == "" and "cannot read image" in broken[-1]
+    assert all(row[1] and row[-1] == "" for row in table[1:] if row[0] != "1b.png")
+    assert "1 image could not be read" in capsys.readouterr().err
+
+
+def test_kaggle_format_is_exactly_image_label_in_input_order(bars_model, bars_csv, tmp_path):
+    order = [5, 2, 9, 0]
+    (tmp_path / "test.csv").write_text("image\n" + "".join(f"images/{i}\n" for i in order))  # bare ids: .png guessed
+    rows = visionfit.predict(bars_model, tmp_path / "test.csv", images=bars_csv.parent, out=tmp_path / "sub.csv",
+                             format="kaggle")
+    table = read_csv(tmp_path / "sub.csv")
+    assert table[0] == ["image", "label"]
+    assert table[1:] == [[f"images/{i}", row["label"]] for i, row in zip(order, rows)]
+    assert all(row["label"] in ("left", "middle", "right") for row in rows)
+
+
+def test_results_do_not_depend_on_the_batch_size(bars_model, bars_csv):
+    one = visionfit.predict(bars_model, bars_csv, batch_size=1, topk=3)
+    seven = visionfit.predict(bars_model, bars_csv, batch_size=7, topk=3)
+    assert [r["label"] for r in one] == [r["label"] for r in seven]
+    for a, b in zip(one, seven):
+        assert [a[f"top{j}_prob"] for j in (1, 2, 3)] == pytest.approx([b[f"top{j}_prob"] for j in (1, 2, 3)], abs=1e-6)
+
+
+def test_topk_columns_are_the_most_probable_classes_in_order(bars_model, bars_csv, tmp_path):
+    rows = visionfit.predict(bars_model, bars_csv, topk=3, out=tmp_path / "p.csv")
+    for row in rows:
+        probs = [row[f"top{j}_prob"] for j in (1, 2, 3)]
+        assert row["top1"] == row["label"] and probs == sorted(probs, reverse=True)
+        assert sum(probs) == pytest.approx(1, abs=1e-5) and {row["top1"], row["top2"], row["top3"]} == {"left", "middle", "right"}
+    assert read_csv(tmp_path / "p.csv")[0][3:10] == ["true", "top1", "top1_prob", "top2", "top2_prob", "top3", "top3_prob"]
+    with pytest.raises(ConfigError, match="--topk 4"):
+        visionfit.predict(bars_model, bars_csv, topk=4)
+
+
+def test_tta_averages_the_softmax_of_the_image_and_its_mirror(bars_model, bars_csv):
+    classifier = load_classifier(bars_model, "cpu")
+    samples = read_samples(bars_csv, class_names=classifier.class_names)
+    preset = classifier.preset
+    images = [decode_sample(samples, i, preset.channels, decode_max_side(preset)) for i in range(len(samples))]
+    x = preset.normalize(eval_pixels(preset, images))
+    with torch.no_grad():
+        expected = (classifier.model(x).softmax(1) + classifier.model(x.flip(-1)).softmax(1)) / 2
+    rows = visionfit.predict(bars_model, bars_csv, tta=True)
+    assert [r["confidence"] for r in rows] == pytest.approx(expected.max(1).values.tolist(), abs=1e-6)
+    assert [r["label"] for r in rows] == [classifier.class_names[k] for k in expected.argmax(1).tolist()]
+
+
+def test_one_image_and_a_nested_folder(bars_model, bars_csv, tmp_path):
+    image = bars_csv.parent / "images" / "4.png"
+    (row,) = visionfit.predict(bars_model, image)
+    assert row["image"] == str(image) and row["label"] in ("left", "middle", "right") and "true" not in row
+    images, _ = pattern_images(2, seed=3)
+    save_png(tmp_path / "a" / "deep" / "x.png", images[0])
+    save_png(tmp_path / "b.png", images[1])
+    rows = visionfit.predict(bars_model, tmp_path)
+    assert [r["image"] for r in rows] == ["a/deep/x.png", "b.png"]
