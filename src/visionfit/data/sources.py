@@ -92,6 +92,34 @@ def load_split(data: str | Path, images: str | None = None, class_names: list[st
     raise DataError(f"{data} is not a CSV file or a folder of images; give one of those")
 
 
+def evaluation_split(data: str | Path, images: str | None = None, class_names: list[str] | None = None,
+                     download_dir: str | None = None) -> Samples | None:
+    """The held-out split of a whole dataset (IDX folder, split folders, a dataset name), relabelled
+    to `class_names`; None when `data` is a single CSV or folder (load_split reads those).
+
+    For `visionfit eval --data mnist/`: test when the dataset has one, else its validation split.
+    """
+    path = Path(data).expanduser()
+    named = not path.exists() and named_key(str(data)) is not None
+    if not (named or (path.is_dir() and (is_idx_folder(path) or is_split_folder(path)))):
+        return None
+    splits = load_source(data, images, download_dir)
+    held_out = splits.test if splits.test is not None else splits.val
+    if held_out is None:
+        raise DataError(f"{data} has no test or validation split to evaluate on; point --data at a folder or CSV")
+    return relabel(held_out, splits.class_names, class_names) if class_names else held_out
+
+
+def relabel(samples: Samples, source_names: list[str], target_names: list[str]) -> Samples:
+    """Labels re-indexed from the source's class order to a model's, by class name."""
+    unknown = sorted(set(source_names) - set(target_names))
+    if unknown:
+        raise DataError(f"classes {unknown[:5]} are not among the model's classes {target_names[:10]}; "
+                        "evaluate on data with the classes the model was trained on")
+    lookup = np.array([target_names.index(name) for name in source_names], dtype=np.int64)
+    return Samples(labels=lookup[samples.labels], paths=samples.paths, images=samples.images, origin=samples.origin)
+
+
 def _settle_validation(splits: DatasetSplits, images, val_data, val_split, seed: int) -> DatasetSplits:
     if val_split is not None and not 0 <= val_split < 1:
         raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..checkpoints import atomic_path
 from ..data.samples import Samples
-from ..data.sources import load_split
+from ..data.sources import evaluation_split, load_split
 from ..errors import DataError
 from . import metrics
 from .plots import plot_confusion, plot_image_grid, short
@@ -74,7 +74,10 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
     """
     classifier = load_classifier(model, device)
-    samples = data if isinstance(data, Samples) else load_split(data, images, classifier.class_names)
+    if isinstance(data, Samples):
+        samples = data
+    else:  # a dataset's held-out split (IDX folder, train/val folders, a name), else one folder or CSV
+        samples = evaluation_split(data, images, classifier.class_names) or load_split(data, images, classifier.class_names)
     if not samples.labelled:
         raise DataError(f"{data} has no labels (no class subfolders or label column); "
                         "evaluation needs them — use `visionfit predict` for unlabelled images")

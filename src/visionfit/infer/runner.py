@@ -22,7 +22,7 @@ from ..data.decode import load_image, match_channels
 from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files
 from ..data.prepare import RAGGED_STORE_MARGIN
 from ..data.samples import UNLABELLED, Samples
-from ..data.sources import load_split
+from ..data.sources import evaluation_split, load_split
 from ..data.transforms import EVAL_CROP_FRACTION, Preset
 from ..errors import ConfigError, DataError
 
@@ -70,7 +70,8 @@ def load_classifier(model, device=None, class_names: list[str] | None = None, pr
 
 
 def read_samples(data, images: str | None = None, class_names: list[str] | None = None) -> Samples:
-    """Samples from one image file, a list of files, a folder, a CSV, or a Samples object.
+    """Samples from one image file, a list of files, a folder, a CSV, or a Samples object; or the
+    test (else validation) split of an IDX folder, a train/val folder or a dataset name.
 
     A folder whose subfolders are all classes of the model is labelled by them;
     any other folder is read recursively as unlabelled images.
@@ -79,6 +80,9 @@ def read_samples(data, images: str | None = None, class_names: list[str] | None 
         return data
     if isinstance(data, (list, tuple)):
         return Samples(labels=[UNLABELLED] * len(data), paths=[Path(p) for p in data])
+    held_out = evaluation_split(data, images, class_names)
+    if held_out is not None:
+        return held_out
     path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return Samples(labels=[UNLABELLED], paths=[path])
