@@ -1,6 +1,6 @@
 """visionfit's training loop vs the seeds' tutorial loop: same model, same data, same machine.
 
-    python benchmarks/bench_train.py                     # real MNIST from ../shared, 2 epochs each
+    python benchmarks/bench_train.py                     # real MNIST from ../shared, 2 epochs, seeds 0 1 2
     python benchmarks/bench_train.py --epochs 3 --device cuda
 
 The tutorial side is d2l's train_ch6 as the seeds write it: a Dataset that turns each
@@ -11,6 +11,7 @@ Prints a markdown table: images/s in training, seconds per epoch, test accuracy,
 """
 import argparse
 import platform
+import statistics
 import time
 from datetime import date
 from pathlib import Path
@@ -41,9 +42,9 @@ class TutorialMNIST(Dataset):
         return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
-def tutorial_run(splits, epochs, device, workers):
+def tutorial_run(splits, epochs, device, workers, seed):
     """d2l's train_ch6 loop (per-batch .item(), evaluate_accuracy_gpu), timed per epoch."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     train = DataLoader(TutorialMNIST(splits.train.images, splits.train.labels, transform),
                        batch_size=RECIPE["batch_size"], shuffle=True, num_workers=workers)
@@ -73,9 +74,9 @@ def tutorial_run(splits, epochs, device, workers):
     return len(splits.train.labels) / min(seconds), min(seconds), correct / len(splits.val.labels)
 
 
-def visionfit_run(splits, epochs, device, project):
+def visionfit_run(splits, epochs, device, project, seed):
     result = visionfit.fit("lenet_relu", splits, epochs=epochs, scheduler="none", pad=0, optimizer="sgd",
-                           device=device, quiet=True, project=project, **RECIPE)
+                           device=device, quiet=True, project=project, seed=seed, **RECIPE)
     best_epoch = max(result.history, key=lambda row: row["images_per_s"])
     return best_epoch["images_per_s"], best_epoch["seconds"], result.history[-1]["val_acc"]
 
@@ -85,18 +86,28 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for the tutorial loop")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--project", default="/tmp/visionfit-bench")
     args = parser.parse_args()
     splits = load_idx_folder(MNIST)
-    ours = visionfit_run(splits, args.epochs, args.device, args.project)
-    theirs = tutorial_run(splits, args.epochs, args.device, args.workers)
+    ours = [visionfit_run(splits, args.epochs, args.device, args.project, seed) for seed in args.seeds]
+    theirs = [tutorial_run(splits, args.epochs, args.device, args.workers, seed) for seed in args.seeds]
     print(f"device: {args.device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
-          f"date: {date.today()}, torch {torch.__version__}, epochs: {args.epochs}, data: real MNIST 60k/10k")
+          f"date: {date.today()}, torch {torch.__version__}, epochs: {args.epochs}, data: real MNIST 60k/10k, "
+          f"seeds: {args.seeds} (mean ± std over seeds)")
     print("| loop | train images/s (best epoch) | s/epoch | test acc |")
     print("|---|---|---|---|")
-    print(f"| tutorial (seeds' train_ch6, DataLoader workers={args.workers}) | {theirs[0]:,.0f} | {theirs[1]:.1f} | {theirs[2]:.2%} |")
-    print(f"| visionfit | {ours[0]:,.0f} | {ours[1]:.1f} | {ours[2]:.2%} |")
-    print(f"| **ratio** | **{ours[0] / theirs[0]:.1f}x** | | |")
+    print(f"| tutorial (seeds' train_ch6, DataLoader workers={args.workers}) | {_spread(theirs, 0, ',.0f')} | "
+          f"{_spread(theirs, 1, '.1f')} | {_spread(theirs, 2, '.2%')} |")
+    print(f"| visionfit | {_spread(ours, 0, ',.0f')} | {_spread(ours, 1, '.1f')} | {_spread(ours, 2, '.2%')} |")
+    ratio = statistics.mean(o[0] for o in ours) / statistics.mean(t[0] for t in theirs)
+    print(f"| **ratio (images/s)** | **{ratio:.1f}x** | | |")
+
+
+def _spread(runs, column, spec) -> str:
+    values = [run[column] for run in runs]
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{format(statistics.mean(values), spec)} ± {format(spread, spec)}"
 
 
 if __name__ == "__main__":
