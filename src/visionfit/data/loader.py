@@ -11,9 +11,10 @@ batches an uninterrupted one would have.
 """
 import logging
 import math
+import weakref
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
 from .store import ImageStore
@@ -52,6 +53,7 @@ class BatchLoader:
         self.device, self.seed, self.workers = device, seed, workers
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
         self.epoch = 0
+        self._ragged_loader = None
         if store.uniform:
             # Small equal-size sets go to the device once; big ones are sliced on the host.
             on_device = device.type == "cuda" and store.images.numel() < 4 * 2**30
@@ -104,19 +106,38 @@ class BatchLoader:
             yield self._finish(x, y)
 
     def _iter_ragged(self):
-        transform = self.preset.train_transform() if self.train else self.preset.eval_transform()
-        dataset = _TransformedImages(self.store, transform, self.indices(), epoch_seed(self.seed, self.epoch, self.rank))
-        loader = DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            num_workers=self.workers,
-            pin_memory=self.device.type == "cuda",
-            collate_fn=_collate_readable,
-        )
-        for x, y, failed in loader:
+        if self._ragged_loader is None:
+            self._ragged_loader = self._make_ragged_loader()
+        for x, y, failed in self._ragged_loader:
             self._record_skipped(failed)
             if len(y):
                 yield self._finish(x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+
+    def _make_ragged_loader(self) -> DataLoader:
+        """One DataLoader for the whole run: its workers stay up between epochs (persistent
+        workers matter where processes are spawned, not forked: macOS, Windows); the sampler,
+        which runs in this process, hands them each epoch's order and seeds."""
+        transform = self.preset.train_transform() if self.train else self.preset.eval_transform()
+        return DataLoader(
+            _TransformedImages(self.store, transform),
+            batch_size=self.batch_size,
+            sampler=_EpochOrder(self),
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+            pin_memory=self.device.type == "cuda",
+            collate_fn=_collate_readable,
+        )
+
+    def close(self) -> None:
+        """Stop the persistent workers now: explicitly it takes milliseconds, where leaving
+        them to garbage collection waits out torch's join timeouts (5 s a worker)."""
+        iterator = getattr(self._ragged_loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._ragged_loader = None
+
+    def __del__(self):
+        self.close()
 
     def _record_skipped(self, failed: list[tuple[str, str]]) -> None:
         """Files that stopped decoding mid-run (with --cache none) are skipped and counted, once each."""
@@ -133,23 +154,40 @@ class BatchLoader:
         return x, y
 
 
-class _TransformedImages(Dataset):
-    """The store's images in a given order, each through a per-sample transform.
+class _EpochOrder(Sampler):
+    """Yields (store index, augmentation seed) for the loader's current epoch.
 
-    Each item seeds torch from (epoch seed, position), so augmentation does not depend
-    on how many workers there are or which worker gets which item.
+    The seed depends on (epoch seed, position), so augmentation does not depend on how
+    many workers there are or which worker gets which item.
     """
 
-    def __init__(self, store: ImageStore, transform, order: torch.Tensor, seed: int):
-        self.store, self.transform, self.order, self.seed = store, transform, order.tolist(), seed
+    def __init__(self, loader: "BatchLoader"):
+        # A weak reference: no cycle, so a dropped BatchLoader is freed (and its workers
+        # stopped by close()) at once rather than by the cycle collector.
+        self.loader = weakref.proxy(loader)
 
     def __len__(self) -> int:
-        return len(self.order)
+        return self.loader.shard_size
 
-    def __getitem__(self, position: int):
+    def __iter__(self):
+        loader = self.loader
+        seed = epoch_seed(loader.seed, loader.epoch, loader.rank)
+        return iter([(index, seed + position) for position, index in enumerate(loader.indices().tolist())])
+
+
+class _TransformedImages(Dataset):
+    """Store images through a per-sample transform, indexed by (store index, seed)."""
+
+    def __init__(self, store: ImageStore, transform):
+        self.store, self.transform = store, transform
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, index_and_seed: tuple[int, int]):
         """(image, label, None), or (None, None, (origin, reason)) for a file that cannot be read."""
-        index = self.order[position]
-        torch.manual_seed(self.seed + position)
+        index, seed = index_and_seed
+        torch.manual_seed(seed)
         try:
             image = self.store.images[index]
         except DataError as error:
