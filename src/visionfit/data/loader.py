@@ -131,7 +131,7 @@ class BatchLoader:
     def close(self) -> None:
         """Stop the persistent workers now: explicitly it takes milliseconds, where leaving
         them to garbage collection waits out torch's join timeouts (5 s a worker)."""
-        iterator = getattr(self._ragged_loader, "_iterator", None)
+        iterator = getattr(getattr(self, "_ragged_loader", None), "_iterator", None)  # __init__ may not have run
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
         self._ragged_loader = None
