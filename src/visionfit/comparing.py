@@ -29,7 +29,8 @@ from .config import SECTIONS, Config
 from .data.samples import DatasetSplits
 from .data.sources import limit_per_class, resolve
 from .errors import ConfigError, ModelError
-from .fitting import fit, next_run_dir
+from .fitting import fit
+from .train.run_dir import next_run_dir
 from .infer.summary import summary as model_summary
 from .models import MODELS, create_model, natural_input
 

@@ -3,14 +3,12 @@
     result = visionfit.fit(model="lenet", data="digits/", epochs=5, lr=0.1)
     result.run_dir / "best.safetensors"
 """
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from . import __version__
@@ -27,6 +25,7 @@ from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, Progres
 from .train.distributed import Distributed, init_distributed
 from .train.features import HeadOnFeatures, cache_features_if_useful
 from .train.optim import build_optimizer, build_scheduler
+from .train.run_dir import create_run_dir, write_summary
 from .train.trainer import Trainer
 
 
@@ -93,7 +92,7 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
     trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
-    run_dir = _run_dir(config, dist, resume_state is not None)
+    run_dir = create_run_dir(config, dist, resume_state is not None)
     if report is not None and dist.is_main:
         report.write(run_dir)
     meta = model_meta(config, prepared, module, report.origin if report else None)
@@ -244,30 +243,6 @@ def model_meta(config: Config, prepared: PreparedData, module: nn.Module | None,
     }
 
 
-def _run_dir(config: Config, dist: Distributed, resuming: bool) -> Path:
-    if resuming:
-        return Path(config.run.project) / config.run.name
-    path = None
-    if dist.is_main:
-        path = next_run_dir(Path(config.run.project), config.run.name)
-        path.mkdir(parents=True, exist_ok=True)
-        config.run.name = path.name
-        (path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    path = dist.broadcast_object(str(path) if path else None)
-    config.run.name = Path(path).name
-    return Path(path)
-
-
-def next_run_dir(project: Path, name: str | None) -> Path:
-    """runs/exp, runs/exp2, runs/exp3, ... (or runs/<name>, name2, ... when named)."""
-    base = name or "exp"
-    candidate, n = project / base, 1
-    while candidate.exists():
-        n += 1
-        candidate = project / f"{base}{n}"
-    return candidate
-
-
 def _callbacks(config: Config, run_dir: Path, meta: dict, dist: Distributed, best: float) -> list:
     callbacks = []
     if config.train.patience:
@@ -296,26 +271,14 @@ def _finish(trainer: Trainer, prepared: PreparedData, run_dir: Path, dist: Distr
     if dist.is_main:
         skipped = [origin for store in (prepared.train, prepared.val, prepared.test) if store is not None
                    for origin, _ in store.skipped]
-        summary = {
+        write_summary(run_dir, {
             "best_epoch": result.best_epoch, "best_score": result.best_score, "best_metrics": best_row,
             "final_metrics": trainer.history[-1], "test": test, "epochs_run": len(trainer.history),
             "seconds": round(seconds, 2), "device": str(device), "world_size": dist.world_size,
             "train_images": len(prepared.train), "val_images": len(prepared.val) if prepared.val is not None else 0,
             "skipped_images": skipped, "classes": prepared.splits.class_names,
-        }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        _print_result(result, skipped, run_dir)
+        })
     return result
-
-
-def _print_result(result: FitResult, skipped: list, run_dir: Path) -> None:
-    kind = "val_acc" if "val_acc" in result.history[0] else "train acc"
-    print(f"best {kind} {result.best_score:.2%} at epoch {result.best_epoch}", file=sys.stderr)
-    if result.test is not None:
-        print(f"test acc {result.test['acc']:.2%} (best model, {run_dir / 'best.safetensors'})", file=sys.stderr)
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable images (listed in summary.json)", file=sys.stderr)
-    print(f"results in {run_dir}", file=sys.stderr)
 
 
 def _resume(path: str, data=None) -> FitResult:

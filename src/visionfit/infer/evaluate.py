@@ -133,7 +133,7 @@ def _per_class_table(rows: list[dict]) -> str:
 def _default_out(classifier: Classifier) -> Path | None:
     if classifier.path is None:
         return None
-    from ..fitting import next_run_dir
+    from ..train.run_dir import next_run_dir
 
     return next_run_dir(classifier.path.parent, "eval")
 
