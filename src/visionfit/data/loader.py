@@ -28,12 +28,50 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % (2**63)
 
 
-class BatchLoader:
+class EpochOrder:
+    """Which samples, in which order, each process sees per epoch, and in how many batches.
+
+    train=True shuffles with a (seed, epoch) generator; with world_size > 1 each process
+    gets its own shard (DistributedSampler's padding rule: every shard has the same length).
+    Shared by BatchLoader (images) and the cached-features loader.
+    """
+
+    def __init__(self, size: int, batch_size: int, train: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.size, self.batch_size, self.train, self.seed = size, batch_size, train, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.shard_size / self.batch_size)
+
+    @property
+    def shard_size(self) -> int:
+        if self.world_size == 1:
+            return self.size
+        return math.ceil(self.size / self.world_size)
+
+    def indices(self) -> torch.Tensor:
+        """This process's sample order for the current epoch."""
+        n = self.size
+        if self.train:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.world_size > 1:
+            total = self.shard_size * self.world_size
+            order = torch.cat([order, order[: total - n]])  # pad so every shard is equal
+            order = order[self.rank :: self.world_size]
+        return order
+
+
+class BatchLoader(EpochOrder):
     """Iterates (x float32 N x C x size x size, y int64 N) on `device` for one store.
 
     train=True shuffles and augments; train=False keeps order and applies the eval
-    pipeline. With world_size > 1 each process sees its own shard (DistributedSampler's
-    padding rule: every shard has the same length).
+    pipeline. Order and sharding come from EpochOrder.
     """
 
     def __init__(
@@ -49,42 +87,15 @@ class BatchLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ):
-        self.store, self.preset, self.batch_size, self.train = store, preset, batch_size, train
-        self.device, self.seed, self.workers = device, seed, workers
-        self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
-        self.epoch = 0
+        super().__init__(len(store), batch_size, train, seed, rank, world_size)
+        self.store, self.preset, self.device = store, preset, device
+        self.workers, self.channels_last = workers, channels_last
         self._ragged_loader = None
         if store.uniform:
             # Small equal-size sets go to the device once; big ones are sliced on the host.
             on_device = device.type == "cuda" and store.images.numel() < 4 * 2**30
             self.images = store.images.to(device) if on_device else store.images
             self.labels = store.labels.to(self.images.device)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(self.shard_size / self.batch_size)
-
-    @property
-    def shard_size(self) -> int:
-        if self.world_size == 1:
-            return len(self.store)
-        return math.ceil(len(self.store) / self.world_size)
-
-    def indices(self) -> torch.Tensor:
-        """This process's sample order for the current epoch."""
-        n = len(self.store)
-        if self.train:
-            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
-        if self.world_size > 1:
-            total = self.shard_size * self.world_size
-            order = torch.cat([order, order[: total - n]])  # pad so every shard is equal
-            order = order[self.rank :: self.world_size]
-        return order
 
     def __iter__(self):
         if self.store.uniform:
@@ -131,7 +142,7 @@ class BatchLoader:
     def close(self) -> None:
         """Stop the persistent workers now: explicitly it takes milliseconds, where leaving
         them to garbage collection waits out torch's join timeouts (5 s a worker)."""
-        iterator = getattr(getattr(self, "_ragged_loader", None), "_iterator", None)  # __init__ may not have run
+        iterator = getattr(getattr(self, "_ragged_loader", None), "_iterator", None)  # None if __init__ failed
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
         self._ragged_loader = None

@@ -14,7 +14,7 @@ from .decode import guess_channels
 from .samples import DatasetSplits, Samples
 from .sources import limit_per_class, resolve
 from .store import ImageStore, LazyImages, build_store, channel_stats, lazy_store
-from .transforms import SMALL_IMAGE_SIDE, Preset
+from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
 RAGGED_STORE_MARGIN = 1.25  # photos are kept at 1.25x the eval resize side: room for random crops
 
@@ -58,12 +58,11 @@ def prepare_data(data_cfg, splits: DatasetSplits, channels: int, model_size: int
     user gives no --image-size. pretrained_stats: (mean, std) that pretrained weights expect.
     """
     workers = default_workers(data_cfg.workers)
-    max_side = None if data_cfg.image_size is None else int(data_cfg.image_size / 0.875 * RAGGED_STORE_MARGIN)
-    if max_side is None and model_size > SMALL_IMAGE_SIDE:
-        max_side = int(model_size / 0.875 * RAGGED_STORE_MARGIN)
+    size = data_cfg.image_size or model_size
+    # Small natural sizes leave photos at full size unless the user chose a size.
+    max_side = store_max_side(size) if data_cfg.image_size or model_size > SMALL_IMAGE_SIDE else None
     train = _store(data_cfg, splits.train, channels, max_side, workers)
     small = train.uniform and max(train.image_shape[1:]) <= SMALL_IMAGE_SIDE
-    size = data_cfg.image_size or model_size
     mean, std = _statistics(data_cfg, train, channels, pretrained_stats)
     preset = Preset(
         size=size, channels=channels, mean=mean, std=std, small=small,
@@ -74,6 +73,12 @@ def prepare_data(data_cfg, splits: DatasetSplits, channels: int, model_size: int
     val, test = (None if s is None else eval_store(_store(data_cfg, s, channels, max_side, workers), preset)
                  for s in (splits.val, splits.test))
     return PreparedData(splits, preset, train, val, test)
+
+
+def store_max_side(size: int) -> int:
+    """Shorter side photos are decoded to for a model input of `size`: the eval resize side
+    plus room for random crops. Training, evaluation and prediction all decode this way."""
+    return int(size / EVAL_CROP_FRACTION * RAGGED_STORE_MARGIN)
 
 
 def _store(data_cfg, samples: Samples, channels: int, max_side: int | None, workers: int) -> ImageStore:

@@ -20,10 +20,10 @@ from torch import nn
 from ..checkpoints import load_model
 from ..data.decode import load_image, match_channels
 from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files
-from ..data.prepare import RAGGED_STORE_MARGIN
+from ..data.prepare import store_max_side
 from ..data.samples import UNLABELLED, Samples
 from ..data.sources import evaluation_split, load_split
-from ..data.transforms import EVAL_CROP_FRACTION, Preset
+from ..data.transforms import Preset
 from ..errors import ConfigError, DataError
 
 
@@ -149,7 +149,7 @@ def decode_sample(samples: Samples, index: int, channels: int, max_side: int | N
 def decode_max_side(preset: Preset) -> int:
     # The bound training used for photos (see data.prepare): decoded the same way, an image
     # reaches the eval transform with the same pixels it had during validation.
-    return int(preset.size / EVAL_CROP_FRACTION * RAGGED_STORE_MARGIN)
+    return store_max_side(preset.size)
 
 
 def _decoded_batches(samples: Samples, preset: Preset, batch_size: int, workers: int | None):

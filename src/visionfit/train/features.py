@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.loader import BatchLoader
+from ..data.loader import BatchLoader, EpochOrder
 from ..data.prepare import default_workers
 from ..models.transfer import find_head
 from .trainer import amp_dtype
@@ -53,16 +53,13 @@ class HeadOnFeatures(nn.Module):
         return self._orig_mod.get_submodule(self.head_name)(features)
 
 
-class FeatureLoader(BatchLoader):
-    """BatchLoader's batches, seeded order and sharding, over rows of cached features."""
+class FeatureLoader(EpochOrder):
+    """BatchLoader's seeded order, sharding and batch count, over rows of cached features."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, train: bool, seed: int = 0,
                  rank: int = 0, world_size: int = 1):
-        # Not BatchLoader.__init__: there is no image store or preset. indices() and len()
-        # only need `store` to have a length, so the labels stand in for it.
-        self.features, self.labels, self.store = features, labels, labels
-        self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        super().__init__(len(labels), batch_size, train, seed, rank, world_size)
+        self.features, self.labels = features, labels
 
     def __iter__(self):
         order = self.indices().to(self.features.device)
