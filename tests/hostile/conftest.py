@@ -3,7 +3,7 @@
 Every case must end in one of two ways: `visionfit` exits with code 2 and one line that
 names the file, flag or row and what to do (no traceback), or the bad item is skipped
 and counted while the run goes on. Files visionfit reads never run code: a crafted
-module writes MARKER when imported, and the `no_code_runs` fixture checks it never does.
+module writes MARKER when imported, and the `crafted_module` fixture checks it never does.
 """
 import textwrap
 
