@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
+from visionfit.data.preprocess import Preprocess
 from visionfit.data.samples import DatasetSplits, Samples
+from visionfit.data.transforms import EVAL_CROP_FRACTION, Preset
 
 
 def pattern_images(n: int, num_classes: int = 3, side: int = 16, seed: int = 0):
@@ -26,3 +28,14 @@ def tiny_splits() -> DatasetSplits:
         train=Samples(labels=train_labels, images=train_images),
         val=Samples(labels=val_labels, images=val_images),
     )
+
+
+def make_preset(size: int, channels: int, mean, std, small: bool, flip: bool = False, rotation: float = 0.0,
+                pad: int = 0, interpolation: str = "bilinear") -> Preset:
+    """A preset as plan_input would make it: small images squashed to size, photos resized by
+    their shorter side to size / 0.875 and center-cropped."""
+    if small:
+        spec = Preprocess.squash(size, channels, interpolation, mean, std)
+    else:
+        spec = Preprocess.for_crop(size, channels, EVAL_CROP_FRACTION, interpolation, mean, std)
+    return Preset(spec, small=small, flip=flip, rotation=rotation, pad=pad)

@@ -21,7 +21,7 @@ def test_fit_leaves_a_complete_run_directory(tiny_splits, tmp_path):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["best_epoch"] == result.best_epoch and summary["classes"] == ["left", "middle", "right"]
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
-    assert config["data"]["image_size"] == 16 and config["data"]["channels"] == 1
+    assert config["data"]["image_size"] == 16 and config["resolved"]["input"]["channels"] == 1
     assert result.best_score > 0.9  # the bars are easy; a broken loop would sit at 1/3
 
 

@@ -2,7 +2,7 @@ import torch
 
 from visionfit.data.loader import BatchLoader
 from visionfit.data.store import ImageStore
-from visionfit.data.transforms import Preset
+from .conftest import make_preset
 
 CPU = torch.device("cpu")
 
@@ -15,7 +15,7 @@ def numbered_store(n=20, side=8, ragged=False):
 
 def preset(**overrides):
     values = dict(size=8, channels=1, mean=(0.0,), std=(1 / 255,), small=True, flip=False, pad=0)
-    return Preset(**{**values, **overrides})
+    return make_preset(**{**values, **overrides})
 
 
 def ids(loader):
@@ -63,16 +63,23 @@ def test_ragged_store_goes_through_per_sample_transforms_independent_of_worker_c
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
 
-def test_photos_prepared_for_evaluation_are_cropped_once():
-    from visionfit.data.prepare import eval_store
+def test_eval_ready_stores_are_not_preprocessed_twice():
+    photos = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8) for _ in range(3)]
+    ready = ImageStore(torch.stack(photos), torch.arange(3), ["a", "b", "c"], eval_ready=True)
+    lazy_ready = ImageStore(photos, torch.arange(3), ["a", "b", "c"], eval_ready=True)  # a ragged (lazy) store
+    photo_preset = make_preset(size=16, channels=3, mean=(0.0,) * 3, std=(1 / 255,) * 3, small=False)
+    for store in (ready, lazy_ready):
+        (x, _), = list(BatchLoader(store, photo_preset, batch_size=3, train=False, device=CPU))
+        assert torch.allclose(x, torch.stack(photos).float(), atol=1e-3)  # a second resize would blur them
 
+
+def test_evaluating_a_training_store_applies_the_eval_preprocessing():
     photos = [torch.randint(0, 256, (3, 40 + i, 50), dtype=torch.uint8) for i in range(3)]
-    store = ImageStore(photos, torch.arange(3), ["a", "b", "c"])
-    photo_preset = Preset(size=16, channels=3, mean=(0.0,) * 3, std=(1 / 255,) * 3, small=False, flip=False)
-    ready = eval_store(store, photo_preset)
-    batches = [x for x, _ in BatchLoader(ready, photo_preset, batch_size=3, train=False, device=CPU)]
+    photo_preset = make_preset(size=16, channels=3, mean=(0.0,) * 3, std=(1 / 255,) * 3, small=False)
+    (x, _), = list(BatchLoader(ImageStore(photos, torch.arange(3), ["a", "b", "c"]), photo_preset, batch_size=3,
+                               train=False, device=CPU))
     expected = torch.stack([photo_preset.eval_transform()(image) for image in photos]).float()
-    assert torch.allclose(batches[0], expected, atol=1e-3)
+    assert torch.allclose(x, expected, atol=1e-3)
 
 
 def test_persistent_workers_follow_the_epoch():

@@ -1,11 +1,11 @@
 import torch
 
-from visionfit.data.transforms import Preset
+from .conftest import make_preset
 
 
 def small_preset(**overrides):
     values = dict(size=8, channels=1, mean=(0.5,), std=(0.25,), small=True, flip=False, rotation=0.0, pad=0)
-    return Preset(**{**values, **overrides})
+    return make_preset(**{**values, **overrides})
 
 
 def batch(n=6, c=1, h=8, w=8):
@@ -43,7 +43,7 @@ def test_padded_random_crop_is_a_shifted_window_of_the_padded_image():
 
 def test_augmentation_is_reproducible_from_the_generator_seed():
     x = batch(n=8, c=3, h=40, w=30)
-    preset = Preset(size=16, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, small=False, flip=True, rotation=10)
+    preset = make_preset(size=16, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, small=False, flip=True, rotation=10)
     a = preset.augment_batch(x, torch.Generator().manual_seed(3))
     b = preset.augment_batch(x, torch.Generator().manual_seed(3))
     c = preset.augment_batch(x, torch.Generator().manual_seed(4))
@@ -53,23 +53,14 @@ def test_augmentation_is_reproducible_from_the_generator_seed():
 
 def test_random_resized_crop_of_a_constant_image_stays_constant():
     x = torch.full((4, 3, 50, 70), 200, dtype=torch.uint8)
-    preset = Preset(size=24, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, small=False, flip=True)
+    preset = make_preset(size=24, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, small=False, flip=True)
     out = preset.augment_batch(x, torch.Generator().manual_seed(0))
     # Crops stay inside the image: no zero padding may leak in.
     assert torch.allclose(out, torch.full_like(out, 200.0), atol=1e-3)
 
 
-def test_eval_batch_matches_the_per_sample_eval_transform():
-    x = torch.randint(0, 256, (3, 3, 60, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    preset = Preset(size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, small=False, flip=False)
-    batched = preset.eval_batch(x)
-    single = torch.stack([preset.eval_transform()(image) for image in x]).float()
-    assert batched.shape == single.shape == (3, 3, 32, 32)
-    assert (batched - single).abs().max() <= 1.0  # the per-sample path rounds to uint8
-
-
 def test_normalize_uses_mean_and_std_per_channel():
-    preset = Preset(size=2, channels=3, mean=(0.0, 0.5, 1.0), std=(1.0, 0.5, 0.25), small=True, flip=False)
+    preset = make_preset(size=2, channels=3, mean=(0.0, 0.5, 1.0), std=(1.0, 0.5, 0.25), small=True, flip=False)
     x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
     out = preset.normalize(x)
     assert torch.allclose(out[0, :, 0, 0], torch.tensor([1.0, 1.0, 0.0]))

@@ -42,6 +42,11 @@ def atomic_path(path: str | Path):
             os.remove(tmp)
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module under DistributedDataParallel and torch.compile wrappers."""
     while True:

@@ -16,7 +16,6 @@ argument of the net's factory (ratio for vgg11_d2l, act for lenet).
 """
 import csv
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from .checkpoints import load_model
 from .config import SECTIONS, Config
 from .data.samples import DatasetSplits
 from .data.sources import limit_per_class, resolve
@@ -32,7 +30,7 @@ from .errors import ConfigError, ModelError
 from .fitting import fit
 from .train.run_dir import next_run_dir
 from .infer.summary import summary as model_summary
-from .models import MODELS, create_model, natural_input
+from .models import create_model, model_args_for_input, natural_input
 
 # What every d2l chapter-6/7 run shares: d2l.train_ch6 is plain SGD at a fixed lr on Xavier weights.
 D2L_COMMON = dict(optimizer="sgd", momentum=0.0, scheduler="none", init="xavier", pad=0, flip=False)
@@ -166,9 +164,7 @@ def _as_options(override: dict) -> dict:
 
 def _check_builds(name: str, settings: dict) -> None:
     """Build the net at its planned input size, as fit() will (classic nets size their head to it)."""
-    args = dict(settings.get("model_args", {}))
-    if name in MODELS:
-        args["input_size"] = settings["image_size"]
+    args = model_args_for_input(name, settings["image_size"], settings.get("model_args", {}))
     try:
         create_model(name, **args)
     except ModelError as err:
@@ -186,22 +182,22 @@ def shared_splits(data, data_options: dict, seed: int, max_val_per_class: int | 
 
 
 def train_one(plan: NetPlan, splits: DatasetSplits, out_dir: Path) -> dict:
-    """fit() one net into out_dir/<net>, then measure what ran: its size, cost, accuracy and speed."""
+    """fit() one net into out_dir/<net>, then tabulate what ran, from fit's result alone."""
     started = time.perf_counter()
     result = fit(plan.name, splits, project=str(out_dir), name=plan.name, **plan.options)
     seconds = time.perf_counter() - started
-    model = load_model(result.best_model)
-    meta, summary = model.visionfit_meta, json.loads((result.run_dir / "summary.json").read_text())
-    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())  # what really ran, defaults included
-    last = result.history[-1]
+    resolved, last = result.resolved, result.history[-1]
+    spec, config = resolved.model, resolved.config
+    net = spec.build()
+    size = resolved.preset.size
     return {
-        "model": plan.name, "image_size": meta["input_size"], "batch_size": config["data"]["batch_size"],
-        "lr": config["train"]["lr"], "epochs": len(result.history), "params": count_params(model),
-        "macs": model_summary(model, input_size=(1, meta["in_channels"], meta["input_size"], meta["input_size"])).total_macs,
+        "model": plan.name, "image_size": size, "batch_size": config.data.batch_size,
+        "lr": config.train.lr, "epochs": len(result.history), "params": count_params(net),
+        "macs": model_summary(net, input_size=(1, spec.in_channels, size, size)).total_macs,
         "best_val_acc": max(row["val_acc"] for row in result.history), "best_epoch": result.best_epoch,
         "final_val_acc": last["val_acc"], "final_train_acc": last["acc"], "final_train_loss": last["loss"],
         "images_per_s": train_images_per_s(result.history), "seconds": round(seconds, 1),
-        "train_images": summary["train_images"], "val_images": summary["val_images"], "device": summary["device"],
+        "train_images": result.train_images, "val_images": result.val_images, "device": result.device,
         "run": result.run_dir.name,
     }
 

@@ -1,8 +1,9 @@
-"""The one typed configuration of a run, validated once before any work starts.
+"""The one typed configuration of a run: what the user asked for, validated once, then frozen.
 
-Sections are dataclasses; each field's metadata holds its help text, which the
-CLI turns into a flag (`image_size` -> `--image-size`). The resolved config is
-written to the run directory as config.yaml and stored in checkpoints as a dict.
+Sections are frozen dataclasses; each field's metadata holds its help text, which the
+CLI turns into a flag (`image_size` -> `--image-size`). Nothing changes a Config after
+validation: what the run decides from the data and the weights goes into a separate
+`Resolved` value (resolve.py), and config.yaml holds both.
 """
 import dataclasses
 import difflib
@@ -20,7 +21,7 @@ def option(default: Any, help: str, **extra) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     data: str | None = option(None, "class folders, split folders, a CSV, an IDX folder, or mnist / fashion-mnist / cifar10; default: the embedded MNIST sample")
     images: str | None = option(None, "root folder for relative image paths in a CSV")
@@ -34,13 +35,16 @@ class DataConfig:
     flip: bool | None = option(None, "random horizontal flip while training; default: on for photos, off for small images")
     rotation: float = option(0.0, "random rotation while training, in degrees (+/-)")
     pad: int | None = option(None, "padding for the random crop of small images, in pixels; default: size/8 rounded")
+    resize: str | None = option(None, "how evaluation resizes: shorter (the shorter side, then a center crop) or both (both sides to the size); default: the pretrained weights' rule, else both for small images, shorter for photos", choices=["shorter", "both"])
+    crop_fraction: float | None = option(None, "center crop side / resize side for evaluation, in (0, 1]; default: the pretrained weights' (timm's crop_pct), else 0.875 for photos (256 -> 224) and 1 for small images")
+    interpolation: str | None = option(None, "resampling for resizes: bilinear, bicubic or nearest; default: the pretrained weights', else bilinear", choices=["bilinear", "bicubic", "nearest"])
     batch_size: int = option(128, "images per optimizer step (before accumulation)")
     workers: int | None = option(None, "data loading processes; default: min(8, cores - 1)")
     cache: str = option("ram", "ram: decode every image once and keep it; none: decode from disk each epoch", choices=["ram", "none"])
     download_dir: str | None = option(None, "where named datasets download to; default: ~/.cache/visionfit/datasets")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     model: str = option("lenet_relu", "a registered name, a torchvision name, timm:<name>, or package.module:ClassName")
     model_args: dict = option({}, "extra keyword arguments for the model factory, as key=value pairs (e.g. act=relu)")
@@ -52,7 +56,7 @@ class ModelConfig:
     freeze: str = option("none", "none: train everything; backbone: train only the head (fixed feature extractor); N: freeze the first N backbone units")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = option(10, "passes over the training data")
     lr: float = option(0.05, "peak learning rate (for sgd; adam/adamw usually want about 0.001)")
@@ -80,7 +84,7 @@ class TrainConfig:
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     project: str = option("runs", "folder that holds the run directories")
     name: str | None = option(None, "run directory name; default: exp, exp2, exp3, ...")
@@ -91,7 +95,7 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "run": RunConfig}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -115,12 +119,29 @@ class Config:
 
     @classmethod
     def from_dict(cls, nested: dict) -> "Config":
-        """Rebuild from `to_dict` output (config.yaml, a checkpoint)."""
-        flat = {k: v for section in nested.values() for k, v in section.items()}
+        """Rebuild from `to_dict` output (config.yaml, a checkpoint); other top-level keys
+        (the `resolved` section) are not settings and are left out."""
+        flat = {k: v for name, section in nested.items() if name in SECTIONS for k, v in section.items()}
         return cls.from_options(**flat)
 
+    def replace(self, **options) -> "Config":
+        """A new, validated Config with some flat options changed (`lr=0.1`); this one stays as it is."""
+        return Config.from_options(**{**self.flat(), **options})
+
+    def flat(self) -> dict:
+        """{option: value} over every section, values as given (data may be an in-memory dataset)."""
+        return {f.name: getattr(getattr(self, name), f.name) for name, kind in SECTIONS.items()
+                for f in dataclasses.fields(kind)}
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain values by section (YAML- and checkpoint-safe): in-memory data is written as its name."""
+        nested = {name: {f.name: getattr(getattr(self, name), f.name) for f in dataclasses.fields(kind)}
+                  for name, kind in SECTIONS.items()}
+        if not isinstance(nested["data"]["data"], (str, type(None))):
+            nested["data"]["data"] = getattr(nested["data"]["data"], "name", str(nested["data"]["data"]))
+        nested["data"]["mean"], nested["data"]["std"] = _plain(nested["data"]["mean"]), _plain(nested["data"]["std"])
+        nested["model"]["model_args"] = dict(nested["model"]["model_args"])
+        return nested
 
     def validate(self) -> None:
         d, t = self.data, self.train
@@ -140,6 +161,7 @@ class Config:
             _require(values is None or len(values) in (1, 3), f"{name} takes 1 or 3 numbers")
         _require(d.std is None or all(s > 0 for s in d.std), "--std values must be > 0")
         _require(d.max_per_class is None or d.max_per_class >= 1, "--max-per-class must be at least 1")
+        _require(d.crop_fraction is None or 0 < d.crop_fraction <= 1, "--crop-fraction must be in (0, 1], e.g. 0.875")
         _require(d.workers is None or d.workers >= 0, "--workers must be >= 0")
         _require(
             t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
@@ -169,6 +191,10 @@ class Config:
                  "--lr-backbone/--lr-backbone-mult do nothing with --freeze backbone (the backbone never trains); add --unfreeze-after K or drop them")
         _require(not t.cache_features or (m.freeze == "backbone" and t.unfreeze_after is None),
                  "--cache-features needs a backbone that stays frozen: --freeze backbone without --unfreeze-after")
+
+
+def _plain(values):
+    return None if values is None else [float(v) for v in values]
 
 
 def _require(condition: bool, message: str) -> None:

@@ -2,6 +2,10 @@
 
     result = visionfit.fit(model="lenet", data="digits/", epochs=5, lr=0.1)
     result.run_dir / "best.safetensors"
+    visionfit.fit(resume="runs/exp", epochs=20)          # continue, or extend, a run
+
+Resolve, then run: the config is validated and frozen, the data and the starting weights
+settle the rest into one `Resolved` value (resolve.py), and training reads only that.
 """
 import sys
 import time
@@ -11,22 +15,28 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__
-from .checkpoints import load_resume_state
+from .checkpoints import load_model, load_resume_state, write_text_atomic
 from .config import Config
 from .data.loader import BatchLoader
-from .data.prepare import PreparedData, data_channels, prepare_data, require_training_data, resolve_splits
+from .data.prepare import PreparedData, default_workers, plan_input, prepare_data, require_training_data, resolve_splits
+from .devices import resolve_device
 from .errors import ConfigError
-from .models import MODELS, apply_init, create_model, natural_input
+from .models import natural_input
 from .models.partial import LoadReport, load_weights
 from .models.transfer import UnfreezeBackbone, freeze, model_classes, optimizer_groups, replace_head
 from .models.weights import WeightSource, weight_source
+from .resolve import ModelSpec, Resolved, model_spec, resolve, saved_plan
 from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
 from .train.distributed import Distributed, init_distributed
 from .train.features import HeadOnFeatures, cache_features_if_useful
-from .train.optim import build_optimizer, build_scheduler
+from .train.optim import build_optimizer, build_scheduler, extend_schedule
 from .train.run_dir import create_run_dir, write_summary
 from .train.trainer import Trainer
+
+DEFAULT_MODEL = "lenet_relu"
+DEFAULT_MODULE_SIZE = 224  # the input side assumed for a module that does not say its own
+# What --resume may change, and why each is safe: none alters the data, the model or the optimisation so far.
+RESUME_OPTIONS = ("epochs", "device", "workers", "patience", "quiet")
 
 
 @dataclass
@@ -36,25 +46,116 @@ class FitResult:
     best_epoch: int | None
     history: list[dict] = field(default_factory=list)
     test: dict | None = None  # loss/acc of the best model on a test split, when the data has one
+    resolved: Resolved | None = None  # what the run used: preprocessing, model spec, classes, folder
+    train_images: int = 0
+    val_images: int = 0
+    device: str = "cpu"
+    seconds: float = 0.0  # training time, data preparation excluded
 
     @property
     def best_model(self) -> Path:
         return self.run_dir / "best.safetensors"
 
 
-def fit(model: str | nn.Module = "lenet_relu", data=None, **options) -> FitResult:
-    """Train `model` (a registry name or an nn.Module) on `data` (a path, a dataset name,
-    a DatasetSplits, or None for the embedded MNIST sample). Options are the config
+def fit(model: str | nn.Module | None = None, data=None, *, resume: str | Path | None = None,
+        trust_code: bool = False, **options) -> FitResult:
+    """Train `model` (a registry name or an nn.Module; default lenet_relu) on `data` (a path, a
+    dataset name, a DatasetSplits, or None for the embedded MNIST sample). Options are the config
     fields (`visionfit train --help` lists them), e.g. epochs=5, lr=0.1, optimizer="adamw".
+
+    resume=RUN continues the run in that folder with its recorded settings; only RESUME_OPTIONS
+    may change (epochs=N extends a finished run). trust_code=True allows a `package.module:Class`
+    model named in a file (the run's record) to be imported.
     """
-    if options.get("resume"):
-        return _resume(options["resume"], data)
+    if resume is not None:
+        if model is not None:
+            raise ConfigError("--resume continues a run with the model it recorded; drop --model")
+        return _resume(Path(resume), data, options, trust_code)
     module = model if isinstance(model, nn.Module) else None
-    config = Config.from_options(model=_architecture_name(model), data=data, **options)
-    return _run(config, module)
+    config = Config.from_options(model=_architecture_name(model or DEFAULT_MODEL), data=data, **options)
+    return _fresh(config, module)
 
 
-def _run(config: Config, module: nn.Module | None, resume_state: dict | None = None) -> FitResult:
+def _fresh(config: Config, module: nn.Module | None) -> FitResult:
+    dist, device = _session(config)
+    splits = resolve_splits(config.data, config.train.seed)
+    require_training_data(splits)
+    source = _weight_source(config, module)
+    weights = source.preprocessing if source else None
+    plan = plan_input(config.data, splits.train, _natural_size(config, module), weights)
+    prepared = prepare_data(config.data, splits, plan)
+    spec = model_spec(config, plan, splits.num_classes, source.model_args if source else None,
+                      source.origin if source else None)
+    net, report = _model(spec, module, source, config, dist)
+    run_dir = create_run_dir(Path(config.run.project), config.run.name, dist)
+    resolved = resolve(config, plan, prepared, spec, run_dir)
+    if dist.is_main:
+        write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
+        if report is not None:
+            report.write(run_dir)
+    return _train(resolved, net, prepared, dist, device)
+
+
+def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
+    """Continue the run in `path` (a run directory or its last.ckpt) from its recorded settings.
+
+    `data` is only needed when the run was given in-memory data (a DatasetSplits object).
+    """
+    run_dir = path.parent if path.suffix == ".ckpt" else path
+    refused = sorted(set(overrides) - set(RESUME_OPTIONS))
+    if refused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        allowed = ", ".join("--" + name for name in RESUME_OPTIONS)
+        raise ConfigError(f"--resume keeps the run's recorded settings; {flags} cannot change "
+                          f"(only {allowed} can). Start a new run to change the others")
+    state = load_resume_state(_checkpoint_of(run_dir))
+    record = state["config"]
+    config = Config.from_dict(record).replace(project=str(run_dir.parent), name=run_dir.name, **overrides)
+    if data is not None:
+        config = config.replace(data=data)
+    _check_architecture(config.model.model, run_dir / "last.ckpt", trust_code)
+    done = state["epoch"] + 1
+    if done >= config.train.epochs:
+        raise ConfigError(f"{run_dir} already finished {done} epochs, all that --epochs {config.train.epochs} "
+                          f"asks for; give a larger --epochs to train longer")
+    dist, device = _session(config)
+    plan, spec, preset, class_names = saved_plan(record)
+    splits = resolve_splits(config.data, config.train.seed)
+    require_training_data(splits)
+    prepared = prepare_data(config.data, splits, plan)
+    _same_data(run_dir, class_names, preset, prepared)
+    net = spec.build()
+    net.load_state_dict(state["model"])  # before any features are cached from the backbone
+    resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
+    if dist.is_main:
+        write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
+    return _train(resolved, net, prepared, dist, device, state)
+
+
+def _checkpoint_of(run_dir: Path) -> Path:
+    """The run's last.ckpt; a run stopped before its first epoch ended has none: say how to start again."""
+    checkpoint = run_dir / "last.ckpt"
+    if not checkpoint.is_file() and (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} stopped before its first epoch ended, so there is nothing to resume; "
+                          f"start it again with `visionfit train --config {run_dir / 'config.yaml'}`")
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such run folder; give a folder made by `visionfit train` "
+                          "(runs/<name>)")
+    return checkpoint
+
+
+def _same_data(run_dir: Path, class_names: tuple[str, ...], preset, prepared: PreparedData) -> None:
+    """A resumed run must see the data it started with: same classes, same preprocessing."""
+    if tuple(prepared.splits.class_names) != class_names:
+        raise ConfigError(f"the data of {run_dir} changed since the run started: classes are now "
+                          f"{prepared.splits.class_names[:10]}, were {list(class_names)[:10]}; start a new run")
+    if prepared.preset != preset:
+        raise ConfigError(f"the data of {run_dir} changed since the run started (its preprocessing now "
+                          f"differs: {prepared.preset} vs {preset}); start a new run")
+
+
+def _session(config: Config) -> tuple[Distributed, torch.device]:
+    """The device and process group, and torch's global switches; checks that cost nothing first."""
     device = resolve_device(config.train.device)
     dist = init_distributed(device.type)
     if dist.enabled and device.type == "cuda":
@@ -62,16 +163,12 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
         torch.cuda.set_device(device)
     _configure_torch(config.train)
     torch.manual_seed(config.train.seed)
+    return dist, device
 
-    splits = resolve_splits(config.data, config.train.seed)
-    require_training_data(splits)
-    source = _weight_source(config, module, resume_state)
-    prepared = _prepare(config, splits, module, source)
-    _fill_resolved(config, prepared)
 
-    net, report = _model(config, prepared, module, source, dist)
-    if resume_state is not None:
-        net.load_state_dict(resume_state["model"])  # before any features are cached from the backbone
+def _train(resolved: Resolved, net: nn.Module, prepared: PreparedData, dist: Distributed, device: torch.device,
+           resume_state: dict | None = None) -> FitResult:
+    config = resolved.config
     net = net.to(device)
     channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
     if channels_last:
@@ -86,32 +183,35 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
     start_epoch, history, best = 0, [], float("-inf")
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
+        extend_schedule(scheduler, resume_state["scheduler"])  # its position, with this run's --epochs
         start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
     trained = HeadOnFeatures(net) if cached else net
     trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
-    run_dir = create_run_dir(config, dist, resume_state is not None)
-    if report is not None and dist.is_main:
-        report.write(run_dir)
-    meta = model_meta(config, prepared, module, report.origin if report else None)
-    callbacks = transfer_callbacks + _callbacks(config, run_dir, meta, dist, best)
+    callbacks = transfer_callbacks + _callbacks(resolved, dist, best)
     trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist)
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
         trainer.history = list(history)
     started = time.perf_counter()
-    trainer.fit(start_epoch)
-    return _finish(trainer, prepared, run_dir, dist, device, time.perf_counter() - started, config)
+    try:
+        trainer.fit(start_epoch)
+    except KeyboardInterrupt:
+        if dist.is_main:
+            print(interrupted_message(resolved.run_dir, trainer), file=sys.stderr)
+        raise
+    return _finish(trainer, resolved, prepared, dist, device, time.perf_counter() - started)
 
 
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {requested}: this machine has no CUDA GPU visible to torch; use --device cpu or auto")
-    return torch.device(requested)
+def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
+    """What Ctrl-C leaves, and the command that continues from there."""
+    kept = len(trainer.history)
+    if not kept:
+        return (f"interrupted in epoch 1, before anything was saved; start again with "
+                f"`visionfit train --config {run_dir / 'config.yaml'}`")
+    return (f"interrupted in epoch {trainer.epoch + 1}; {run_dir} keeps epoch {kept} (last.ckpt); "
+            f"continue with `visionfit train --resume {run_dir}`")
 
 
 def _configure_torch(train_cfg) -> None:
@@ -135,47 +235,44 @@ def _architecture_name(model) -> str:
     return model
 
 
-def _weight_source(config: Config, module: nn.Module | None, resume_state: dict | None) -> WeightSource | None:
-    """The starting weights asked for; none when resuming (the checkpoint holds the weights,
-    and its config the preprocessing they brought)."""
-    if resume_state is not None:
-        return None
+def _natural_size(config: Config, module: nn.Module | None) -> int:
+    """The architecture's own input side: the default --image-size."""
+    if module is not None and not hasattr(module, "visionfit_spec"):
+        return DEFAULT_MODULE_SIZE
+    return natural_input(config.model.model)[1]
+
+
+def _weight_source(config: Config, module: nn.Module | None) -> WeightSource | None:
+    """The starting weights asked for (--pretrained / --weights), or None."""
     if module is not None and config.model.pretrained:
         raise ConfigError("--pretrained needs a model name (e.g. resnet18, timm:efficientnet_lite0); "
                           "load weights into your module before fit(), or pass weights=PATH")
-    source = weight_source(config.model)
-    if source is not None:
-        config.model.model_args = {**source.model_args, **config.model.model_args}
-    return source
+    return weight_source(config.model)
 
 
-def _prepare(config: Config, splits, module: nn.Module | None, source: WeightSource | None) -> PreparedData:
-    """Decode the data with the preprocessing the starting weights expect, if they say.
-
-    Pretrained nets read RGB: grey data becomes 3 channels unless --channels says otherwise.
-    """
-    channels = config.data.channels or (source and source.channels) or data_channels(splits.train)
-    natural_size = natural_input(config.model.model)[1] if module is None else 224
-    size = (source and source.size) or natural_size
-    return prepare_data(config.data, splits, channels, size, source.stats if source else None)
-
-
-def _model(config: Config, prepared: PreparedData, module: nn.Module | None, source: WeightSource | None,
+def _model(spec: ModelSpec, module: nn.Module | None, source: WeightSource | None, config: Config,
            dist: Distributed) -> tuple[nn.Module, LoadReport | None]:
     """The net to train, with its starting weights loaded (and reported) when asked for."""
     if module is not None:
         net = module
-        config.model.model_args = dict(getattr(module, "visionfit_spec", {}).get("model_args", {}))
-        if model_classes(net) not in (None, prepared.splits.num_classes):
-            replace_head(net, prepared.splits.num_classes, config.model.init)  # a net made for other classes
+        if model_classes(net) not in (None, spec.num_classes):
+            replace_head(net, spec.num_classes, config.model.init)  # a net made for other classes
     else:
-        net = _build_model(config, prepared)
+        net = spec.build()
     if source is None:
         return net, None
     report = load_weights(net, source, config.model.strict)
     if dist.is_main:
         print(report.text(), file=sys.stderr)
     return net, report
+
+
+def _check_architecture(name: str, where: Path, trust_code: bool) -> None:
+    """A model name read from a file resolves to visionfit's, torchvision's or timm's builders,
+    unless the user trusts the file's code (see models.safety)."""
+    from .models.safety import check_architecture
+
+    check_architecture(name, str(where), trust_code)
 
 
 def _freeze(net: nn.Module, config: Config, dist: Distributed) -> None:
@@ -196,29 +293,7 @@ def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> li
     return [UnfreezeBackbone(net, after)]
 
 
-def _build_model(config: Config, prepared: PreparedData) -> nn.Module:
-    args = dict(config.model.model_args)
-    name = config.model.model
-    if name in MODELS and prepared.preset.size != natural_input(name)[1]:
-        args.setdefault("input_size", prepared.preset.size)  # classic nets size their classifier to it
-    config.model.model_args = args
-    net = create_model(name, num_classes=prepared.splits.num_classes, in_channels=prepared.preset.channels, **args)
-    apply_init(net, config.model.init)
-    return net
-
-
-def _fill_resolved(config: Config, prepared: PreparedData) -> None:
-    """Write the values chosen from the data back, so config.yaml says what really ran."""
-    preset, d = prepared.preset, config.data
-    d.image_size, d.channels, d.mean, d.std = preset.size, preset.channels, list(preset.mean), list(preset.std)
-    d.flip, d.pad = preset.flip, preset.pad
-    if not isinstance(d.data, (str, type(None))):
-        d.data = prepared.splits.name
-
-
 def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
-    from .data.prepare import default_workers
-
     common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
                   workers=default_workers(config.data.workers), rank=dist.rank, world_size=dist.world_size,
                   channels_last=channels_last)
@@ -227,71 +302,45 @@ def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, 
     return train, val
 
 
-def model_meta(config: Config, prepared: PreparedData, module: nn.Module | None, weights: str | None = None) -> dict:
-    return {
-        "architecture": config.model.model,
-        "model_args": config.model.model_args,
-        "class_names": prepared.splits.class_names,
-        "in_channels": prepared.preset.channels,
-        "input_size": prepared.preset.size,
-        "mean": list(prepared.preset.mean),
-        "std": list(prepared.preset.std),
-        "preset": prepared.preset.to_dict(),
-        "visionfit_version": __version__,
-        "dataset": prepared.splits.name,
-        "weights": weights,  # where the starting weights came from (--pretrained / --weights), or None
-    }
-
-
-def _callbacks(config: Config, run_dir: Path, meta: dict, dist: Distributed, best: float) -> list:
-    callbacks = []
+def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
+    config, callbacks = resolved.config, []
     if config.train.patience:
         callbacks.append(EarlyStopping(config.train.patience))
     if dist.is_main:
-        callbacks += [ProgressPrinter(config.run.quiet), MetricsLogger(run_dir),
-                      Checkpointer(run_dir, meta, config.to_dict(), best)]
+        callbacks += [ProgressPrinter(config.run.quiet), MetricsLogger(resolved.run_dir),
+                      Checkpointer(resolved.run_dir, resolved.model_meta(), resolved.record(), best)]
         if config.train.tensorboard:
-            callbacks.append(TensorBoardLogger(run_dir))
+            callbacks.append(TensorBoardLogger(resolved.run_dir))
     return callbacks
 
 
-def _finish(trainer: Trainer, prepared: PreparedData, run_dir: Path, dist: Distributed, device, seconds: float,
-            config: Config) -> FitResult:
+def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: Distributed, device,
+            seconds: float) -> FitResult:
+    run_dir, config = resolved.run_dir, resolved.config
     best_row = max(trainer.history, key=score)
     test = None
     if prepared.test is not None and len(prepared.test):
-        from .checkpoints import load_model
-
         dist.barrier()
-        best_model = load_model(run_dir / "best.safetensors", device=device)
         loader = BatchLoader(prepared.test, prepared.preset, config.data.batch_size, train=False, device=device)
-        trainer.model = best_model
+        trainer.model = load_model(run_dir / "best.safetensors", device=device)
         test = trainer.evaluate(loader)
-    result = FitResult(run_dir, score(best_row), best_row["epoch"], trainer.history, test)
+    result = FitResult(run_dir, score(best_row), best_row["epoch"], trainer.history, test, resolved,
+                       train_images=len(prepared.train), val_images=len(prepared.val) if prepared.val is not None else 0,
+                       device=str(device), seconds=round(seconds, 2))
     if dist.is_main:
         skipped = [origin for store in (prepared.train, prepared.val, prepared.test) if store is not None
                    for origin, _ in store.skipped]
         write_summary(run_dir, {
             "best_epoch": result.best_epoch, "best_score": result.best_score, "best_metrics": best_row,
             "final_metrics": trainer.history[-1], "test": test, "epochs_run": len(trainer.history),
-            "seconds": round(seconds, 2), "device": str(device), "world_size": dist.world_size,
-            "train_images": len(prepared.train), "val_images": len(prepared.val) if prepared.val is not None else 0,
-            "skipped_images": skipped, "classes": prepared.splits.class_names,
+            "seconds": result.seconds, "device": result.device, "world_size": dist.world_size,
+            "train_images": result.train_images, "val_images": result.val_images,
+            "skipped_images": skipped, "classes": list(resolved.class_names),
         })
     return result
 
 
-def _resume(path: str, data=None) -> FitResult:
-    """Continue the run in `path` (a run directory or its last.ckpt) with its saved config.
+def _yaml(record: dict) -> str:
+    import yaml
 
-    `data` is only needed when the run was given in-memory data (a DatasetSplits object).
-    """
-    run_dir = Path(path).parent if Path(path).suffix == ".ckpt" else Path(path)
-    state = load_resume_state(run_dir / "last.ckpt")
-    config = Config.from_dict(state["config"])
-    config.run.project, config.run.name = str(run_dir.parent), run_dir.name
-    if data is not None:
-        config.data.data = data
-    if state["epoch"] + 1 >= config.train.epochs:
-        raise ConfigError(f"{path} already finished all {config.train.epochs} epochs; nothing to resume")
-    return _run(config, None, state)
+    return yaml.safe_dump(record, sort_keys=False)

@@ -9,9 +9,9 @@ from PIL import Image
 import visionfit
 from visionfit.data.idx import read_idx
 from visionfit.data.samples import UNLABELLED, DatasetSplits, Samples
-from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preset
+from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-from ..conftest import pattern_images
+from ..conftest import make_preset, pattern_images
 
 MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "mnist"
 FAST = dict(epochs=3, lr=0.05, optimizer="adam", batch_size=16, quiet=True, image_size=16)
@@ -73,10 +73,11 @@ def photos(tmp_path_factory) -> Path:
 def with_meta(model: torch.nn.Module, name: str, size: int, channels: int, num_classes: int = 10) -> torch.nn.Module:
     """Attach what a model file would carry, so the infer API takes the bare module."""
     photo = channels == 3
-    preset = Preset(size=size, channels=channels, mean=IMAGENET_MEAN if photo else (0.1307,),
-                    std=IMAGENET_STD if photo else (0.3081,), small=not photo, flip=False)
+    preset = make_preset(size=size, channels=channels, mean=IMAGENET_MEAN if photo else (0.1307,),
+                         std=IMAGENET_STD if photo else (0.3081,), small=not photo)
     model.visionfit_meta = {"architecture": name, "class_names": [f"class {k}" for k in range(num_classes)],
-                            "in_channels": channels, "input_size": size, "preset": preset.to_dict()}
+                            "in_channels": channels, "input_size": size, "preprocess": preset.preprocess.describe(),
+                            "preset": preset.augmentation()}
     return model.eval()
 
 

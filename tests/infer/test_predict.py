@@ -8,7 +8,7 @@ import torch
 import visionfit
 from visionfit.cli import main
 from visionfit.errors import ConfigError
-from visionfit.infer.runner import decode_max_side, decode_sample, eval_pixels, load_classifier, read_samples
+from visionfit.infer.runner import decode_sample, eval_pixels, load_classifier, read_samples
 
 from ..conftest import pattern_images
 from .conftest import save_png
@@ -79,8 +79,8 @@ def test_tta_averages_the_softmax_of_the_image_and_its_mirror(bars_model, bars_c
     classifier = load_classifier(bars_model, "cpu")
     samples = read_samples(bars_csv, class_names=classifier.class_names)
     preset = classifier.preset
-    images = [decode_sample(samples, i, preset.channels, decode_max_side(preset)) for i in range(len(samples))]
-    x = preset.normalize(eval_pixels(preset, images))
+    images = [decode_sample(samples, i, preset) for i in range(len(samples))]
+    x = preset.normalize(eval_pixels(images))
     with torch.no_grad():
         expected = (classifier.model(x).softmax(1) + classifier.model(x.flip(-1)).softmax(1)) / 2
     rows = visionfit.predict(bars_model, bars_csv, tta=True)

@@ -115,7 +115,7 @@ def test_weight_file_layouts(tmp_path, layout):
         path = tmp_path / "w.pth"
         torch.save(wrapped, path)
     source = file_weights(path)
-    assert source.state_dict.keys() == state.keys() and source.channels == 1 and source.stats is None
+    assert source.state_dict.keys() == state.keys() and source.preprocessing.channels == 1 and source.preprocessing.mean is None
 
 
 def test_a_file_without_a_state_dict_says_what_it_holds(tmp_path):

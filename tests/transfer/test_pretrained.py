@@ -9,17 +9,18 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-import torch.nn.functional as F
 import yaml
 from huggingface_hub import constants as hf_constants
 from skimage import data as skimage_data
 
 import visionfit
 from visionfit.checkpoints import load_resume_state
-from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from visionfit.config import Config
+from visionfit.data.prepare import plan_input
+from visionfit.data.samples import UNLABELLED, Samples
+from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from visionfit.errors import ModelError
 from visionfit.models import create_model
-from visionfit.models.offline import LITE_MEAN, LITE_STD
 from visionfit.models.partial import load_weights
 from visionfit.models.weights import pretrained_weights
 
@@ -32,13 +33,14 @@ def test_torchvision_pretrained_comes_from_the_hub_cache_and_brings_its_preproce
     few = dataclasses.replace(tiny_splits, val=tiny_splits.val.subset(np.arange(6)))  # 224 px is slow on a CPU
     result = visionfit.fit("mobilenet_v3_small", few, project=str(tmp_path), pretrained=True, max_per_class=4, **FAST)
 
-    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())["data"]
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())["resolved"]["preprocess"]
     assert config["channels"] == 3  # grey bars become RGB for an ImageNet net
-    assert config["image_size"] == 224  # the weights' crop size, since --image-size was not given
+    assert config["size"] == 224 and config["resize_side"] == 256  # the weights' own eval recipe
+    assert config["interpolation"] == "bilinear"  # what MobileNet_V3_Small_Weights.transforms() says
     assert config["mean"] == pytest.approx(IMAGENET_MEAN) and config["std"] == pytest.approx(IMAGENET_STD)
     meta = visionfit.read_meta(result.best_model)
     assert meta["weights"] == "torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1"
-    assert meta["preset"]["mean"] == pytest.approx(IMAGENET_MEAN) and meta["input_size"] == 224
+    assert meta["preprocess"]["mean"] == pytest.approx(IMAGENET_MEAN) and meta["input_size"] == 224
     report = json.loads((result.run_dir / "weights_report.json").read_text())
     assert report["head"] == ["classifier.3.weight", "classifier.3.bias"] and not report["mismatched"]
     trained = load_resume_state(result.run_dir / "last.ckpt")["model"]
@@ -96,29 +98,44 @@ def test_timm_pretrained_uses_timms_own_mechanism(hf_cache):
     state = timm.create_model(name).state_dict()
     hf_cache(timm.get_pretrained_cfg(name).hf_hub_id, state)
     source = pretrained_weights(f"timm:{name}")
-    assert source.origin == "timm timm/mobilenetv3_small_050.lamb_in1k" and (source.size, source.channels) == (224, 3)
-    assert source.stats == (IMAGENET_MEAN, IMAGENET_STD)
+    recipe = source.preprocessing
+    assert source.origin == "timm timm/mobilenetv3_small_050.lamb_in1k" and (recipe.size, recipe.channels) == (224, 3)
+    assert (recipe.mean, recipe.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert (recipe.crop_fraction, recipe.interpolation) == (0.875, "bicubic")  # its pretrained_cfg's eval recipe
     model = create_model(f"timm:{name}", num_classes=4)
     report = load_weights(model, source, strict=True)
     assert report.head == ["classifier.weight", "classifier.bias"]
     assert torch.equal(model.conv_stem.weight, state["conv_stem.weight"])
 
 
-def photo(image: np.ndarray, size: int, mean, std) -> torch.Tensor:
-    """H x W x 3 uint8 -> 1 x 3 x size x size, the whole photo resized, normalised."""
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-
-
 @pytest.mark.parametrize("name", ["timm:tf_efficientnet_lite0", "timm:efficientnet_lite0"])
-def test_packaged_efficientnet_lite0_knows_a_cat_and_an_espresso(name):
+def test_packaged_efficientnet_lite0_knows_a_cat_and_an_espresso_through_its_own_preset(name):
+    """The preset comes from the weights alone (224 of 256, bicubic, TF Lite's (x - 127) / 128),
+    and the one eval preprocessing gives exactly the pixels timm's own eval transform gives.
+
+    Through that recipe chelsea is a cat: tiger cat (282) first and Egyptian cat (285) in the
+    top 3. Resizing the whole photo instead (no crop) makes 285 first, which is why older
+    checks expected it; the crop is what the weights were evaluated with.
+    """
+    from PIL import Image
+    from timm.data import create_transform
+
     source = pretrained_weights(name)
-    assert source.mapping == "order" and source.stats == (LITE_MEAN, LITE_STD)  # TF Lite: (x - 127) / 128
+    assert source.mapping == "order"
     model = create_model(name, num_classes=1000).eval()
     report = load_weights(model, source, strict=True)
     assert len(report.loaded) == 296 and not report.head
+    config = Config.from_options(model=name, pretrained=True)
+    photos = [skimage_data.chelsea(), skimage_data.coffee()]
+    plan = plan_input(config.data, Samples(labels=[UNLABELLED], images=photos[0][None]), 224, source.preprocessing)
+    spec = plan.preprocess(*plan.stats)
+    assert (spec.size, spec.resize_side, spec.interpolation) == (224, 256, "bicubic")
+    assert spec.mean == pytest.approx((127 / 255,) * 3) and spec.std == pytest.approx((128 / 255,) * 3)
+    x = normalize(torch.stack([torch.from_numpy(spec.apply(image)).permute(2, 0, 1) for image in photos]),
+                  spec.mean, spec.std)
+    timms = create_transform(224, interpolation="bicubic", crop_pct=0.875, mean=spec.mean, std=spec.std)
+    assert torch.equal(x, torch.stack([timms(Image.fromarray(image)) for image in photos]))
     with torch.no_grad():
-        logits = model(torch.cat([photo(skimage_data.chelsea(), source.size, *source.stats),
-                                  photo(skimage_data.coffee(), source.size, *source.stats)]))
-    assert logits.argmax(1).tolist() == [285, 967]  # Egyptian cat, espresso
+        top3 = model(x).topk(3).indices.tolist()
+    assert top3[0][0] == 282 and 285 in top3[0]  # tiger cat, then Egyptian cat among the top 3
+    assert top3[1][0] == 967  # espresso

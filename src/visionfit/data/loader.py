@@ -91,6 +91,7 @@ class BatchLoader(EpochOrder):
         self.store, self.preset, self.device = store, preset, device
         self.workers, self.channels_last = workers, channels_last
         self._ragged_loader = None
+        self._eval_transform = preset.eval_transform()
         if store.uniform:
             # Small equal-size sets go to the device once; big ones are sliced on the host.
             on_device = device.type == "cuda" and store.images.numel() < 4 * 2**30
@@ -108,12 +109,13 @@ class BatchLoader(EpochOrder):
         order = self.indices().to(self.images.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            x = self.images[index].to(self.device, non_blocking=True)
+            x = self.images[index]
+            if not self.train and not self.store.eval_ready:  # e.g. cached features of training images
+                x = torch.stack([self._eval_transform(image) for image in x.cpu()])
+            x = x.to(self.device, non_blocking=True)
             y = self.labels[index].to(self.device, non_blocking=True)
             if self.train:
                 x = self.preset.augment_batch(x, generator)
-            elif not self.store.eval_ready:  # eval_store has resized and cropped already: not twice
-                x = self.preset.eval_batch(x)
             yield self._finish(x, y)
 
     def _iter_ragged(self):
@@ -128,7 +130,10 @@ class BatchLoader(EpochOrder):
         """One DataLoader for the whole run: its workers stay up between epochs (persistent
         workers matter where processes are spawned, not forked: macOS, Windows); the sampler,
         which runs in this process, hands them each epoch's order and seeds."""
-        transform = self.preset.train_transform() if self.train else self.preset.eval_transform()
+        if self.train:
+            transform = self.preset.train_transform()
+        else:  # a lazy eval store decodes through the eval preprocessing already: not twice
+            transform = None if self.store.eval_ready else self._eval_transform
         return DataLoader(
             _TransformedImages(self.store, transform),
             batch_size=self.batch_size,
@@ -203,7 +208,7 @@ class _TransformedImages(Dataset):
             image = self.store.images[index]
         except DataError as error:
             return None, None, (self.store.origin[index], str(error))
-        return self.transform(image), self.store.labels[index], None
+        return image if self.transform is None else self.transform(image), self.store.labels[index], None
 
 
 def _collate_readable(items):

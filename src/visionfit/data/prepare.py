@@ -1,22 +1,56 @@
-"""From a config's data section to decoded stores and the preprocessing preset.
+"""From a dataset and an input plan to decoded stores and the preset.
 
-This is the one place where the defaults that depend on the data are decided:
-channel count, input size, normalisation statistics and the augmentation recipe.
+    plan = plan_input(config.data, splits, natural_size, weights)     # decided before decoding
+    prepared = prepare_data(config.data, splits, plan)               # decode once; statistics
+
+`plan_input` is where the defaults that depend on the data or the starting weights are
+decided (channels, input size, the small-image or photo recipe, the eval resize rule), each
+with the reason, so the run can say what it chose. `prepare_data` decodes every split once:
+training images at the plan's storage size (room for random crops), validation and test
+images through the eval preprocessing itself, so validation sees what `predict` sees.
 """
 import dataclasses
 import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import torch
+import numpy as np
+from PIL import Image
 
 from ..errors import DataError
 from .decode import guess_channels
+from .preprocess import Preprocess, WeightsPreprocessing, pil_resize
 from .samples import DatasetSplits, Samples
 from .sources import limit_per_class, resolve
-from .store import ImageStore, LazyImages, build_store, channel_stats, lazy_store
+from .store import ImageStore, build_store, channel_stats, lazy_store
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
-RAGGED_STORE_MARGIN = 1.25  # photos are kept at 1.25x the eval resize side: room for random crops
+RAGGED_STORE_MARGIN = 1.25  # photos are stored at 1.25x the eval resize side: room for random crops
+DEFAULT_INTERPOLATION = "bilinear"
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Everything about the model's input except statistics still to be measured."""
+
+    channels: int
+    size: int
+    small: bool  # the small-image recipe (pad + random crop) rather than the photo one (random resized crop)
+    resize: str
+    resize_side: int
+    interpolation: str
+    store_shape: tuple[int, int] | None  # small images: every training image is stored at this (h, w)
+    store_side: int | None  # photos: training images are stored with this shorter side (at most)
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None  # (mean, std) when known before decoding
+    flip: bool
+    rotation: float
+    pad: int
+    notes: tuple[str, ...] = ()  # what was decided from the data or the weights, and why
+
+    def preprocess(self, mean, std) -> Preprocess:
+        return Preprocess(self.size, self.channels, self.resize, self.resize_side, self.interpolation,
+                          tuple(mean), tuple(std))
 
 
 @dataclass
@@ -51,68 +85,128 @@ def data_channels(samples: Samples) -> int:
     return guess_channels(samples.paths)
 
 
-def prepare_data(data_cfg, splits: DatasetSplits, channels: int, model_size: int, pretrained_stats=None) -> PreparedData:
-    """Decode every split once and settle the preset (see module docstring).
+def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPreprocessing | None = None) -> InputPlan:
+    """The input the run will use. Flags win, then the starting weights' own recipe, then the data.
 
-    model_size: the architecture's natural input side, used for photos and when the
-    user gives no --image-size. pretrained_stats: (mean, std) that pretrained weights expect.
+    The recipe follows the majority of the training images: one odd-sized image never
+    switches a set of 28-pixel digits to the photo recipe (it is resized to the majority's
+    size instead, and the notes say so).
     """
-    workers = default_workers(data_cfg.workers)
-    size = data_cfg.image_size or model_size
-    # Small natural sizes leave photos at full size unless the user chose a size.
-    max_side = store_max_side(size) if data_cfg.image_size or model_size > SMALL_IMAGE_SIDE else None
-    train = _store(data_cfg, splits.train, channels, max_side, workers)
-    small = train.uniform and max(train.image_shape[1:]) <= SMALL_IMAGE_SIDE
-    mean, std = _statistics(data_cfg, train, channels, pretrained_stats)
-    preset = Preset(
-        size=size, channels=channels, mean=mean, std=std, small=small,
-        flip=data_cfg.flip if data_cfg.flip is not None else not small,
-        rotation=data_cfg.rotation,
-        pad=(data_cfg.pad if data_cfg.pad is not None else size // 8) if small else 0,
+    weights = weights or WeightsPreprocessing()
+    notes = []
+    channels = data_cfg.channels or weights.channels or data_channels(train)
+    size = data_cfg.image_size or weights.size or natural_size
+    common_hw, common_count, total = _majority_size(train)
+    small = max(common_hw) <= SMALL_IMAGE_SIDE
+    kind = "small-image recipe (pad + random crop)" if small else "photo recipe (random resized crop)"
+    notes.append(f"{kind}: {common_count:,} of {total:,} training images are {common_hw[0]}x{common_hw[1]}")
+    if small and common_count < total:
+        notes.append(f"{total - common_count:,} training images of other sizes are resized to "
+                     f"{common_hw[0]}x{common_hw[1]} when decoded")
+    resize = data_cfg.resize or weights.resize or ("both" if small else "shorter")
+    crop_fraction = data_cfg.crop_fraction or weights.crop_fraction or (1.0 if resize == "both" else EVAL_CROP_FRACTION)
+    resize_side = max(size, int(size / crop_fraction))
+    interpolation = data_cfg.interpolation or weights.interpolation or DEFAULT_INTERPOLATION
+    stats = _known_stats(data_cfg, weights, channels)
+    flip = data_cfg.flip if data_cfg.flip is not None else not small
+    pad = (data_cfg.pad if data_cfg.pad is not None else size // 8) if small else 0
+    return InputPlan(
+        channels=channels, size=size, small=small, resize=resize, resize_side=resize_side,
+        interpolation=interpolation, store_shape=common_hw if small else None,
+        store_side=None if small else int(resize_side * RAGGED_STORE_MARGIN), stats=stats,
+        flip=flip, rotation=data_cfg.rotation, pad=pad, notes=tuple(notes),
     )
-    val, test = (None if s is None else eval_store(_store(data_cfg, s, channels, max_side, workers), preset)
-                 for s in (splits.val, splits.test))
+
+
+def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan) -> PreparedData:
+    """Decode every split once (see the module docstring) and settle the preset."""
+    workers = default_workers(data_cfg.workers)
+    train = _train_store(data_cfg, splits.train, plan, workers)
+    mean, std = plan.stats or _measured_stats(train, plan.channels)
+    preset = Preset(plan.preprocess(mean, std), small=plan.small, flip=plan.flip, rotation=plan.rotation, pad=plan.pad)
+    val, test = (None if s is None else eval_store(data_cfg, s, preset, workers) for s in (splits.val, splits.test))
     return PreparedData(splits, preset, train, val, test)
 
 
-def store_max_side(size: int) -> int:
-    """Shorter side photos are decoded to for a model input of `size`: the eval resize side
-    plus room for random crops. Training, evaluation and prediction all decode this way."""
-    return int(size / EVAL_CROP_FRACTION * RAGGED_STORE_MARGIN)
+def eval_store(data_cfg, samples: Samples, preset: Preset, workers: int) -> ImageStore:
+    """Images decoded at full size and put through the eval preprocessing once: evaluation
+    batches come from one size x size tensor, with exactly the pixels `predict` would use.
+    With --cache none they are decoded on access, through the same preprocessing."""
+    apply = preset.preprocess.apply
+    if data_cfg.cache == "none" and samples.paths is not None:
+        return lazy_store(samples, preset.channels, prepare=apply, eval_ready=True)
+    return build_store(samples, preset.channels, workers=workers, prepare=apply, eval_ready=True)
 
 
-def _store(data_cfg, samples: Samples, channels: int, max_side: int | None, workers: int) -> ImageStore:
+def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> ImageStore:
+    if plan.small:
+        shape = plan.store_shape
+        prepare = _ResizeTo(shape)
+        if data_cfg.cache == "none" and samples.paths is not None:
+            return lazy_store(samples, plan.channels, prepare=prepare)
+        return build_store(samples, plan.channels, workers=workers, prepare=prepare)
     if data_cfg.cache == "none":
-        return lazy_store(samples, channels, max_side)
-    return build_store(samples, channels, max_side=max_side, workers=workers)
+        return lazy_store(samples, plan.channels, max_side=plan.store_side)
+    return build_store(samples, plan.channels, max_side=plan.store_side, workers=workers)
 
 
-def eval_store(store: ImageStore, preset: Preset) -> ImageStore:
-    """Apply the deterministic eval pipeline once, so evaluation batches come from one tensor.
+class _ResizeTo:
+    """Odd-sized images of a small-image set, squashed to the set's common (h, w) when decoded."""
 
-    Uniform stores are already batch-friendly; lazy (uncached) stores stay lazy.
-    """
-    if store.uniform or isinstance(store.images, LazyImages):
-        return store
-    transform = preset.eval_transform()
-    images = torch.stack([transform(image) for image in store.images])
-    return ImageStore(images=images, labels=store.labels, origin=store.origin, skipped=store.skipped, eval_ready=True)
+    def __init__(self, height_width: tuple[int, int]):
+        self.height_width = height_width
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        if pixels.shape[:2] == self.height_width:
+            return pixels
+        return pil_resize(pixels, self.height_width, DEFAULT_INTERPOLATION)
+
+
+def _majority_size(samples: Samples) -> tuple[tuple[int, int], int, int]:
+    """((h, w) shared by the most training images, how many share it, how many were looked at)."""
+    if samples.images is not None:
+        return tuple(samples.images.shape[1:3]), len(samples), len(samples)
+    sizes = [hw for hw in _header_sizes(samples.paths) if hw is not None]
+    if not sizes:
+        raise DataError(f"none of the {len(samples)} training images could be read; check the data "
+                        f"(first: {samples.paths[0]})")
+    (common, count), = Counter(sizes).most_common(1)
+    return common, count, len(sizes)
+
+
+def _header_sizes(paths) -> list[tuple[int, int] | None]:
+    """(h, w) of each image from its header (nothing decoded), None for a file that cannot be opened."""
+    def size(path):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation by 90 degrees swaps the sides
+                    width, height = height, width
+                return height, width
+        except Exception:  # any unreadable file: the store reports it when decoding
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(size, paths))
+
+
+def _known_stats(data_cfg, weights: WeightsPreprocessing, channels: int):
+    if data_cfg.mean is not None and data_cfg.std is not None:
+        return _per_channel(data_cfg.mean, channels), _per_channel(data_cfg.std, channels)
+    if weights.mean is not None and weights.std is not None:
+        return _per_channel(weights.mean, channels), _per_channel(weights.std, channels)
+    return None
+
+
+def _measured_stats(train: ImageStore, channels: int):
+    mean, std = channel_stats(train)
+    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
 
 
 def default_workers(requested: int | None) -> int:
     if requested is not None:
         return requested
     return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def _statistics(data_cfg, train: ImageStore, channels: int, pretrained_stats):
-    if data_cfg.mean is not None and data_cfg.std is not None:
-        return _per_channel(data_cfg.mean, channels), _per_channel(data_cfg.std, channels)
-    if pretrained_stats is not None:
-        mean, std = pretrained_stats
-        return _per_channel(mean, channels), _per_channel(std, channels)
-    mean, std = channel_stats(train)
-    return tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std)
 
 
 def _per_channel(values, channels: int) -> tuple[float, ...]:

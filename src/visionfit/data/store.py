@@ -7,6 +7,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from .samples import Samples
 
 log = logging.getLogger(__name__)
 
+Prepare = Callable[[np.ndarray], np.ndarray]  # H x W x C uint8 -> the uint8 image to store
 STATS_CHUNK = 64  # images summed at once by channel_stats, to bound its int64 scratch memory
 LAZY_STATS_LIMIT = 500  # images decoded for statistics when nothing is cached
 
@@ -29,7 +31,7 @@ class ImageStore:
             else a list of uint8 C x H x W tensors (resized to a common size later).
     labels: int64, N.  origin: where each image came from.
     skipped: (origin, reason) of every image that failed to decode and was left out.
-    eval_ready: set by prepare.eval_store; evaluation batches are then used as they are.
+    eval_ready: the images went through the eval preprocessing; evaluation batches are used as they are.
     """
 
     images: torch.Tensor | list[torch.Tensor]
@@ -51,17 +53,20 @@ class ImageStore:
         return len(self.labels)
 
 
-def build_store(samples: Samples, channels: int, max_side: int | None = None, workers: int | None = None) -> ImageStore:
+def build_store(samples: Samples, channels: int, max_side: int | None = None, workers: int | None = None,
+                prepare: Prepare | None = None, eval_ready: bool = False) -> ImageStore:
     """Decode `samples` into a store with `channels` (1 or 3) channels per image.
 
     File samples are decoded on `workers` threads (default: one per core, at most 8; 0 means 1),
     shrunk so the shorter side is at most max_side; files that fail are logged,
     recorded in `skipped` and left out. Array samples are kept at their own size.
+    `prepare`, when given, maps each decoded H x W x C uint8 image to the one stored
+    (the eval preprocessing, or a resize to a common size); `eval_ready` marks the result.
     """
     if samples.images is not None:
-        return _array_store(samples, channels)
+        return _array_store(samples, channels, prepare, eval_ready)
     threads = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
-    return _file_store(samples, channels, max_side, threads)
+    return _file_store(samples, channels, max_side, threads, prepare, eval_ready)
 
 
 class LazyImages:
@@ -71,36 +76,40 @@ class LazyImages:
     the loader turns into a skipped sample.
     """
 
-    def __init__(self, paths, channels: int, max_side: int | None):
-        self.paths, self.channels, self.max_side = list(paths), channels, max_side
+    def __init__(self, paths, channels: int, max_side: int | None, prepare: Prepare | None = None):
+        self.paths, self.channels, self.max_side, self.prepare = list(paths), channels, max_side, prepare
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.from_numpy(load_image(self.paths[index], self.channels, self.max_side).transpose(2, 0, 1).copy())
+        return _decoded(self.paths[index], self.channels, self.max_side, self.prepare)
 
 
-def lazy_store(samples: Samples, channels: int, max_side: int | None = None) -> ImageStore:
+def lazy_store(samples: Samples, channels: int, max_side: int | None = None, prepare: Prepare | None = None,
+               eval_ready: bool = False) -> ImageStore:
     """A store that decodes from disk every time (array samples are small: kept in RAM)."""
     if samples.images is not None:
-        return _array_store(samples, channels)
-    images = LazyImages(samples.paths, channels, max_side)
-    return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin))
+        return _array_store(samples, channels, prepare, eval_ready)
+    images = LazyImages(samples.paths, channels, max_side, prepare)
+    return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin), eval_ready=eval_ready)
 
 
-def _array_store(samples: Samples, channels: int) -> ImageStore:
+def _array_store(samples: Samples, channels: int, prepare: Prepare | None, eval_ready: bool) -> ImageStore:
     images_nhwc = samples.images if samples.images.ndim == 4 else samples.images[..., None]
-    pixels_nchw = match_channels(images_nhwc, channels).transpose(0, 3, 1, 2)
-    images = torch.from_numpy(np.ascontiguousarray(pixels_nchw))
-    return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin))
+    pixels_nhwc = match_channels(images_nhwc, channels)
+    if prepare is not None:
+        pixels_nhwc = np.stack([prepare(image) for image in pixels_nhwc])
+    images = torch.from_numpy(np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2)))
+    return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin), eval_ready=eval_ready)
 
 
-def _file_store(samples: Samples, channels: int, max_side: int | None, workers: int) -> ImageStore:
+def _file_store(samples: Samples, channels: int, max_side: int | None, workers: int, prepare: Prepare | None,
+                eval_ready: bool) -> ImageStore:
     # Threads, not processes: PIL releases the GIL while decoding and resizing,
     # and threads hand back arrays without pickling them.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda path: _try_load(path, channels, max_side), samples.paths))
+        results = list(pool.map(lambda path: _try_load(path, channels, max_side, prepare), samples.paths))
     kept, tensors, skipped = [], [], []
     for index, result in enumerate(results):
         if isinstance(result, DataError):
@@ -113,15 +122,22 @@ def _file_store(samples: Samples, channels: int, max_side: int | None, workers: 
         first = skipped[0][1] if skipped else "there are no images"
         raise DataError(f"none of the {len(samples)} images could be read (first: {first}); check the data")
     labels = torch.from_numpy(samples.labels[kept].copy())
-    return ImageStore(_stack_if_uniform(tensors), labels, [samples.origin[i] for i in kept], skipped)
+    return ImageStore(_stack_if_uniform(tensors), labels, [samples.origin[i] for i in kept], skipped, eval_ready)
 
 
-def _try_load(path, channels: int, max_side: int | None) -> torch.Tensor | DataError:
+def _try_load(path, channels: int, max_side: int | None, prepare: Prepare | None) -> torch.Tensor | DataError:
     """The image as a C x H x W uint8 tensor, or the error that says why it cannot be read."""
     try:
-        return torch.from_numpy(load_image(path, channels, max_side).transpose(2, 0, 1).copy())
+        return _decoded(path, channels, max_side, prepare)
     except DataError as error:
         return error
+
+
+def _decoded(path, channels: int, max_side: int | None, prepare: Prepare | None) -> torch.Tensor:
+    pixels = load_image(path, channels, max_side)
+    if prepare is not None:
+        pixels = prepare(pixels)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
 
 def _stack_if_uniform(tensors: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:

@@ -1,64 +1,73 @@
-"""Preprocessing presets: one definition serves training, evaluation, prediction and export.
+"""Training augmentation around the one eval preprocessing (data/preprocess.py).
 
-A `Preset` holds the numbers (input size, mean/std, augmentation strengths). It yields
-  - per-sample torchvision.transforms.v2 pipelines on uint8 C x H x W tensors, for
-    stores whose images differ in size (photos), and
+A `Preset` holds the eval spec (`Preprocess`: input size, resize rule, mean/std) and the
+augmentation strengths. It yields
+  - `eval_transform()`: the eval preprocessing on a uint8 C x H x W tensor (Preprocess.apply);
+  - `train_transform()`: per-sample torchvision.transforms.v2 augmentation, for stores whose
+    images differ in size (photos), and
   - `augment_batch`, the same augmentations on a whole uint8 N x C x H x W batch on the
     training device, for stores of equal-size images (MNIST, CIFAR, resized sets).
 Normalisation happens once, on the device, in `normalize`.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
+
+from .preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-EVAL_CROP_FRACTION = 0.875  # resize to size / 0.875, then center-crop size (256 -> 224)
+EVAL_CROP_FRACTION = 0.875  # photos: resize to size / 0.875, then center-crop size (256 -> 224)
 RRC_SCALE = (0.08, 1.0)  # area fraction of a random resized crop (torchvision's default)
 RRC_RATIO = (3 / 4, 4 / 3)
 SMALL_IMAGE_SIDE = 64  # images at most this big get pad + random crop instead of resized crops
 
 
-@dataclass
+@dataclass(frozen=True)
 class Preset:
-    size: int
-    channels: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    preprocess: Preprocess  # what evaluation, prediction and export show the model
     small: bool  # pad + random crop (small images) vs random resized crop (photos)
     flip: bool
     rotation: float = 0.0  # degrees, +/-
     pad: int = 0  # pixels, for the random crop of small images
 
     @property
-    def resize(self) -> int:
-        """Side the eval pipeline resizes to before its center crop."""
-        return self.size if self.small else int(math.floor(self.size / EVAL_CROP_FRACTION))
+    def size(self) -> int:
+        return self.preprocess.size
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def channels(self) -> int:
+        return self.preprocess.channels
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "Preset":
-        values = dict(values)
-        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-        return cls(**values)
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.preprocess.mean
 
-    def eval_transform(self) -> v2.Compose:
-        """uint8 C x H x W of any size -> uint8 C x size x size, deterministic."""
-        if self.small:
-            return v2.Compose([v2.Resize((self.size, self.size), antialias=True)])
-        return v2.Compose([v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.size)])
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.preprocess.std
 
-    def train_transform(self) -> v2.Compose:
+    def augmentation(self) -> dict:
+        """The training augmentation as plain values (model files and config.yaml keep it)."""
+        return {"small": self.small, "flip": self.flip, "rotation": self.rotation, "pad": self.pad}
+
+    def eval_transform(self):
+        """uint8 C x H x W of any size -> uint8 C x size x size: Preprocess.apply on a tensor."""
+        return _EvalTransform(self.preprocess)
+
+    def train_transform(self):
         """uint8 C x H x W of any size -> randomly augmented uint8 C x size x size."""
+        from torchvision.transforms import InterpolationMode, v2  # imported when training needs it
+
+        interpolation = InterpolationMode(self.preprocess.interpolation)
         if self.small:
-            steps = [v2.Resize((self.size, self.size), antialias=True), v2.RandomCrop(self.size, padding=self.pad)]
+            steps = [v2.Resize((self.size, self.size), interpolation=interpolation, antialias=True),
+                     v2.RandomCrop(self.size, padding=self.pad)]
         else:
-            steps = [v2.RandomResizedCrop(self.size, scale=RRC_SCALE, ratio=RRC_RATIO, antialias=True)]
+            steps = [v2.RandomResizedCrop(self.size, scale=RRC_SCALE, ratio=RRC_RATIO, interpolation=interpolation,
+                                          antialias=True)]
         if self.flip:
             steps.append(v2.RandomHorizontalFlip())
         if self.rotation:
@@ -72,9 +81,7 @@ class Preset:
 
     def normalize(self, x_0_255: torch.Tensor) -> torch.Tensor:
         """N x C x H x W pixel values 0..255 (uint8 or float) -> float32, normalised per channel."""
-        mean = torch.tensor(self.mean, device=x_0_255.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x_0_255.device).view(1, -1, 1, 1)
-        return (x_0_255.float() / 255 - mean) / std
+        return normalize(x_0_255, self.mean, self.std)
 
     def augment_batch(self, x_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The training augmentation, drawn independently per image, on a uint8 batch.
@@ -100,29 +107,49 @@ class Preset:
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return x
 
-    def eval_batch(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """The eval pipeline on an equal-size uint8 batch, as float 0..255."""
-        if self.small:
-            return _resize(x_uint8.float(), self.size)
-        x = _resize_short_side(x_uint8.float(), self.resize)
-        top = (x.shape[-2] - self.size) // 2
-        left = (x.shape[-1] - self.size) // 2
-        return x[..., top : top + self.size, left : left + self.size]
+
+def preset_from_meta(meta: dict) -> Preset:
+    """The preset a model file records: "preprocess" (the eval spec) + "preset" (augmentation).
+
+    Files of visionfit 0.1.0 have only "preset" (size, channels, mean, std, small, flip, ...),
+    whose eval was: photos shorter side to floor(size / 0.875), small images squashed.
+    """
+    augmentation = meta["preset"]
+    spec = meta.get("preprocess")
+    if spec is None:
+        size, channels = augmentation["size"], augmentation["channels"]
+        mean, std = augmentation["mean"], augmentation["std"]
+        spec = (Preprocess.squash(size, channels, "bilinear", mean, std) if augmentation["small"] else
+                Preprocess.for_crop(size, channels, EVAL_CROP_FRACTION, "bilinear", mean, std))
+    else:
+        spec = Preprocess.from_dict(spec)
+    return Preset(spec, bool(augmentation["small"]), bool(augmentation["flip"]),
+                  float(augmentation.get("rotation", 0.0)), int(augmentation.get("pad", 0)))
+
+
+def normalize(x_0_255: torch.Tensor, mean, std) -> torch.Tensor:
+    """(pixel / 255 - mean) / std per channel, as float32: the one normalisation (the exported
+    graph's --with-preprocessing step calls this too)."""
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=x_0_255.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=x_0_255.device).view(1, -1, 1, 1)
+    return (x_0_255.float() / 255 - mean) / std
+
+
+class _EvalTransform:
+    """Preprocess.apply for uint8 C x H x W tensors (a class, not a closure: DataLoader workers pickle it)."""
+
+    def __init__(self, preprocess: Preprocess):
+        self.preprocess = preprocess
+
+    def __call__(self, image_chw: torch.Tensor) -> torch.Tensor:
+        pixels = self.preprocess.apply(image_chw.permute(1, 2, 0).numpy())
+        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def _resize_short_side(x: torch.Tensor, side: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    scale = side / min(h, w)
-    new_hw = (max(side, round(h * scale)), max(side, round(w * scale)))
-    if new_hw == (h, w):
-        return x
-    return F.interpolate(x, size=new_hw, mode="bilinear", antialias=True, align_corners=False)
 
 
 def _random_crop_padded(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

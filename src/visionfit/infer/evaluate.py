@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..checkpoints import atomic_path
 from ..data.samples import Samples
@@ -20,7 +21,7 @@ from ..data.sources import evaluation_split, load_split
 from ..errors import DataError
 from . import metrics
 from .plots import plot_confusion, plot_image_grid, short
-from .runner import Classifier, Outputs, classify, decode_max_side, decode_sample, eval_pixels, load_classifier
+from .runner import Classifier, Outputs, classify, decode_sample, load_classifier
 from .text import format_table
 
 TOP_LOSSES = 16  # images in the top-losses grid
@@ -155,10 +156,9 @@ def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samp
 
 
 def _plot_top_losses(path: Path, report: EvalReport, classifier: Classifier, samples: Samples) -> None:
-    """The images as the model saw them (after the eval transform), titled true / predicted (confidence)."""
+    """The images as the model saw them (after the eval preprocessing), titled true / predicted (confidence)."""
     preset = classifier.preset
-    decoded = [decode_sample(samples, r["index"], preset.channels, decode_max_side(preset)) for r in report.top_losses]
-    pixels = eval_pixels(preset, decoded).round().clamp(0, 255).byte()
+    pixels = torch.stack([decode_sample(samples, r["index"], preset) for r in report.top_losses])
     titles = [f"true: {short(r['true'])} ({r['p_true']:.2f})\npred: {short(r['predicted'])} ({r['confidence']:.2f})"
               for r in report.top_losses]
     plot_image_grid(path, list(pixels), titles, columns=4, title="top losses: wrong, lowest p(true) first")

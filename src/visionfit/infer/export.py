@@ -21,6 +21,7 @@ from torch import nn
 from .. import __version__
 from ..checkpoints import atomic_path
 from ..errors import ConfigError, ModelError
+from ..data.transforms import normalize
 from .parity import Parity, check_pixels, compare, require_parity
 from .runner import Classifier, load_classifier
 
@@ -39,16 +40,14 @@ class ExportResult:
 
 
 class Preprocessed(nn.Module):
-    """uint8 N x C x H x W (0..255) in, logits out: Preset.normalize's arithmetic inside the graph."""
+    """uint8 N x C x H x W (0..255) in, logits out: the preset's normalisation inside the graph."""
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.model, self.mean, self.std = model, tuple(mean), tuple(std)
 
     def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        return self.model((images_uint8.float() / 255 - self.mean) / self.std)
+        return self.model(normalize(images_uint8, self.mean, self.std))
 
 
 def export_onnx(model, path: str | Path, opset: int | None = None, with_preprocessing: bool = False,
@@ -97,21 +96,29 @@ def export_torchscript(model, path: str | Path, with_preprocessing: bool = False
 
 
 def export_metadata(classifier: Classifier, with_preprocessing: bool) -> dict[str, str]:
-    """What a deployment needs to feed the model and read its output, as strings (ONNX metadata_props)."""
-    preset = classifier.preset
+    """What a deployment needs to feed the model and read its output, as strings (ONNX metadata_props).
+
+    "preprocess" is the whole eval spec (Preprocess.describe: decode, resize rule and side,
+    interpolation, center crop, scale, mean, std, channel order); the flat keys repeat its
+    numbers for consumers that read one key at a time. examples/onnx_consumer.py reproduces
+    visionfit's predictions from this metadata alone, with Pillow and numpy.
+    """
+    spec = classifier.preset.preprocess
     if with_preprocessing:
-        input_format = "uint8 N x C x H x W, pixel values 0..255; normalisation is inside the graph"
+        input_format = "uint8 N x C x H x W, pixel values 0..255 after resize and crop; normalisation is inside the graph"
     else:
-        input_format = "float32 N x C x H x W, (pixel / 255 - mean) / std per channel"
+        input_format = "float32 N x C x H x W, (pixel / 255 - mean) / std per channel, after resize and crop"
     return {
         "visionfit_version": __version__,
         "architecture": str(classifier.meta.get("architecture", type(classifier.model).__name__)),
         "class_names": json.dumps(classifier.class_names),
         "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "input_format": input_format,
-        "input_size": str(preset.size), "channels": str(preset.channels),
-        "mean": json.dumps(list(preset.mean)), "std": json.dumps(list(preset.std)),
-        "resize": str(preset.resize),  # eval resizes to this, then center-crops input_size (photos)
-        "preset": json.dumps(preset.to_dict()),
+        "input_size": str(spec.size), "channels": str(spec.channels),
+        "channel_order": "RGB" if spec.channels == 3 else "L",
+        "resize": spec.resize, "resize_side": str(spec.resize_side), "interpolation": spec.interpolation,
+        "crop": "center", "mean": json.dumps(list(spec.mean)), "std": json.dumps(list(spec.std)),
+        "preprocess": json.dumps(spec.describe()),
+        "augmentation": json.dumps(classifier.preset.augmentation()),
     }
 
 

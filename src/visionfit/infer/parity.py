@@ -15,7 +15,7 @@ from torch import nn
 from ..data.embedded import load_embedded
 from ..data.samples import Samples
 from ..errors import DataError, ModelError
-from .runner import Classifier, decode_max_side, decode_sample, eval_pixels, read_samples
+from .runner import Classifier, decode_sample, read_samples
 
 CHECK_BATCHES = (1, 7)
 
@@ -45,7 +45,7 @@ def check_pixels(classifier: Classifier, data=None, images: str | None = None) -
     decoded = []
     for index in range(len(samples)):
         try:
-            decoded.append(decode_sample(samples, index, preset.channels, decode_max_side(preset)))
+            decoded.append(decode_sample(samples, index, preset))
         except DataError:
             continue  # an unreadable file among the check images: the others are enough
         if len(decoded) == count:
@@ -53,7 +53,7 @@ def check_pixels(classifier: Classifier, data=None, images: str | None = None) -
     if not decoded:
         raise DataError(f"--check-data {data}: none of its images could be read; give a folder or CSV of images")
     decoded = [decoded[i % len(decoded)] for i in range(count)]  # fewer than needed: reuse them
-    return eval_pixels(preset, decoded).round().clamp(0, 255).to(torch.uint8)
+    return torch.stack(decoded)
 
 
 def _embedded_digits(count: int) -> Samples:

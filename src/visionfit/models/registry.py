@@ -101,6 +101,15 @@ def natural_input(name: str) -> tuple[int, int]:
     return source.natural_input(model_name)
 
 
+def model_args_for_input(name: str, input_size: int, model_args: dict) -> dict:
+    """`model_args` plus what the input size implies: classic nets size their classifier from the
+    input (`input_size`), so a net for another size than its natural one is built for that size.
+    The one place this rule lives (training, compare and summary all build through it)."""
+    if name in MODELS and input_size != natural_input(name)[1]:
+        return {"input_size": input_size, **model_args}
+    return dict(model_args)
+
+
 def list_models() -> dict[str, list[str]]:
     """Every buildable name by library, for `visionfit models` (timm names go after `timm:`)."""
     return {"classic": MODELS.names(), "torchvision": zoo.torchvision_names(), "timm": zoo.timm_names()}

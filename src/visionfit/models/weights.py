@@ -3,7 +3,8 @@
     source = weight_source(config.model)   # --pretrained / --weights PATH, or None
     report = load_weights(net, source)      # see loading.py: what matched, what did not
 
-A pretrained set brings the preprocessing it was trained with (input size, mean, std),
+A pretrained set brings its own eval recipe (input size, resize rule, crop fraction,
+interpolation, mean, std: torchvision's `weights.transforms()`, timm's `pretrained_cfg`),
 which the run then uses everywhere: the preset, config.yaml and the model file's metadata.
 
 Every load is safe: safetensors, or torch.load(weights_only=True), which refuses pickled
@@ -20,6 +21,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from ..data.preprocess import WeightsPreprocessing
 from ..errors import ModelError
 from .offline import offline_checkpoint
 
@@ -35,16 +37,9 @@ class WeightSource:
 
     state_dict: dict[str, torch.Tensor]
     origin: str  # for the report: "torchvision ResNet18_Weights.IMAGENET1K_V1", a path, ...
-    size: int | None = None  # input side the weights were trained at
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    channels: int | None = None  # planes the first conv reads
+    preprocessing: WeightsPreprocessing = field(default_factory=WeightsPreprocessing)  # its eval recipe
     mapping: str = "name"  # how tensors pair with the model's: by "name" or by "order"
     model_args: dict = field(default_factory=dict)  # constructor arguments these weights need
-
-    @property
-    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        return (self.mean, self.std) if self.mean is not None and self.std is not None else None
 
 
 def weight_source(model_cfg) -> WeightSource | None:
@@ -85,12 +80,20 @@ def _torchvision_weights(name: str) -> WeightSource:
     except OSError as error:
         cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
         raise ModelError(_offline_hint(f"cannot fetch {weights} ({error})", weights.url, f"copy it to {cached}")) from error
-    preprocess = weights.transforms()
     return WeightSource(
         _fix_torchvision_keys(name, state), f"torchvision {type(weights).__name__}.{weights.name}",
-        size=preprocess.crop_size[0], mean=tuple(preprocess.mean), std=tuple(preprocess.std), channels=RGB,
-        model_args=_torchvision_builder_args(name, weights),
+        torchvision_recipe(weights), model_args=_torchvision_builder_args(name, weights),
     )
+
+
+def torchvision_recipe(weights) -> WeightsPreprocessing:
+    """The eval transform a torchvision weight set documents (`weights.transforms()`):
+    the shorter side to resize_size, a center crop of crop_size, its interpolation, mean and std."""
+    preprocess = weights.transforms()
+    crop, resize = preprocess.crop_size[0], preprocess.resize_size[0]
+    return WeightsPreprocessing(size=crop, channels=RGB, mean=tuple(preprocess.mean), std=tuple(preprocess.std),
+                                resize="shorter", crop_fraction=crop / resize,
+                                interpolation=preprocess.interpolation.value)
 
 
 def _torchvision_builder_args(name: str, weights) -> dict:
@@ -120,7 +123,7 @@ def _timm_weights(name: str) -> WeightSource:
     offline = offline_checkpoint(name)
     if offline is not None:
         state = read_weight_file(offline.path)[0]
-        return WeightSource(state, offline.origin, offline.size, offline.mean, offline.std, RGB, offline.mapping)
+        return WeightSource(state, offline.origin, offline.recipe, offline.mapping)
     import timm
 
     cfg = timm.get_pretrained_cfg(name)
@@ -134,9 +137,20 @@ def _timm_weights(name: str) -> WeightSource:
         raise ModelError(_offline_hint(f"cannot fetch timm's pretrained weights for '{name}' ({error})", where,
                                        "put it in the Hugging Face cache (HF_HOME)")) from error
     cfg = model.pretrained_cfg
-    channels, size, _ = cfg["input_size"]
     origin = f"timm {cfg.get('hf_hub_id') or cfg.get('url') or name}"
-    return WeightSource(model.state_dict(), origin, size, tuple(cfg["mean"]), tuple(cfg["std"]), channels)
+    return WeightSource(model.state_dict(), origin, timm_recipe(cfg))
+
+
+def timm_recipe(cfg: dict) -> WeightsPreprocessing:
+    """The eval transform timm builds from a pretrained_cfg (timm.data.create_transform, is_training=False):
+    shorter side (crop_mode "squash": both sides) to floor(size / crop_pct), then a center crop."""
+    channels, size, _ = cfg["input_size"]
+    interpolation = cfg.get("interpolation", "bilinear")
+    return WeightsPreprocessing(
+        size=size, channels=channels, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+        resize="both" if cfg.get("crop_mode") == "squash" else "shorter", crop_fraction=cfg.get("crop_pct", 0.875),
+        interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bicubic",
+    )
 
 
 def _offline_hint(problem: str, where: str, cache: str) -> str:
@@ -151,9 +165,18 @@ def file_weights(path: str | Path) -> WeightSource:
     """A .pth/.pt state_dict, a .safetensors file, or a visionfit model file (its preprocessing too)."""
     state, meta = read_weight_file(path)
     if meta is None:
-        return WeightSource(state, str(path), channels=_stem_channels(state))
-    return WeightSource(state, str(path), meta.get("input_size"), tuple(meta["mean"]), tuple(meta["std"]),
-                        meta.get("in_channels"))
+        return WeightSource(state, str(path), WeightsPreprocessing(channels=_stem_channels(state)))
+    return WeightSource(state, str(path), model_file_recipe(meta))
+
+
+def model_file_recipe(meta: dict) -> WeightsPreprocessing:
+    """A visionfit model file's own preprocessing, to fine-tune from it with the same input."""
+    from ..data.transforms import preset_from_meta
+
+    spec = preset_from_meta(meta).preprocess
+    return WeightsPreprocessing(size=spec.size, channels=spec.channels, mean=spec.mean, std=spec.std,
+                                resize=spec.resize, crop_fraction=spec.size / spec.resize_side,
+                                interpolation=spec.interpolation)
 
 
 def read_weight_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:

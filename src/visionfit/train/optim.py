@@ -4,6 +4,7 @@ Schedules are stepped once per optimizer step (not per epoch), so warmup and dec
 are smooth and a resumed run continues from the exact step it stopped at.
 """
 import math
+import warnings
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
@@ -98,6 +99,26 @@ def onecycle(optimizer, train, steps_per_epoch: int) -> LRScheduler:
 
 def build_scheduler(optimizer, train, steps_per_epoch: int) -> LRScheduler:
     return SCHEDULERS.get(train.scheduler)(optimizer, train, steps_per_epoch)
+
+
+def extend_schedule(scheduler: LRScheduler, saved_state: dict) -> None:
+    """Load a checkpoint's schedule position into `scheduler`, which was built for this run's
+    --epochs: the position (step count) comes from the checkpoint, the shape (decay length,
+    one-cycle phases) from the new length, so `--resume --epochs N` extends a run. With the
+    same --epochs it is a plain load_state_dict."""
+    horizon = {key: value for key, value in scheduler.state_dict().items() if key in _HORIZON_KEYS}
+    scheduler.load_state_dict({**saved_state, **horizon})
+    with warnings.catch_warnings():  # get_lr outside step() warns; here it is the point
+        warnings.simplefilter("ignore", UserWarning)
+        rates = scheduler.get_lr()
+    for group, lr in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = lr
+    scheduler._last_lr = list(rates)
+
+
+# State that follows from --epochs rather than from how far the run got (LambdaLR keeps its
+# callable's fields under lr_lambdas; OneCycleLR its length and phases).
+_HORIZON_KEYS = ("lr_lambdas", "total_steps", "_schedule_phases")
 
 
 def _warmup_steps(train, steps_per_epoch: int) -> int:

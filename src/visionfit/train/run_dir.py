@@ -6,27 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
+from ..checkpoints import write_text_atomic
 from .distributed import Distributed
 
 
-def create_run_dir(config, dist: Distributed, resuming: bool) -> Path:
-    """Make the next free run directory on rank 0, write config.yaml, and tell every rank its path.
-
-    A resumed run keeps its directory.
-    """
-    if resuming:
-        return Path(config.run.project) / config.run.name
+def create_run_dir(project: Path, name: str | None, dist: Distributed) -> Path:
+    """Make the next free run directory on rank 0 and tell every rank its path."""
     path = None
     if dist.is_main:
-        path = next_run_dir(Path(config.run.project), config.run.name)
+        path = next_run_dir(project, name)
         path.mkdir(parents=True, exist_ok=True)
-        config.run.name = path.name
-        (path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    path = dist.broadcast_object(str(path) if path else None)
-    config.run.name = Path(path).name
-    return Path(path)
+    return Path(dist.broadcast_object(str(path) if path else None))
 
 
 def next_run_dir(project: Path, name: str | None) -> Path:
@@ -41,7 +31,7 @@ def next_run_dir(project: Path, name: str | None) -> Path:
 
 def write_summary(run_dir: Path, summary: dict) -> None:
     """summary.json, and the few lines a person reads at the end of a run."""
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     history_has_val = "val_acc" in summary["best_metrics"]
     kind = "val_acc" if history_has_val else "train acc"
     print(f"best {kind} {summary['best_score']:.2%} at epoch {summary['best_epoch']}", file=sys.stderr)
