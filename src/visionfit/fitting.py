@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
 from . import __version__
@@ -17,6 +18,7 @@ from .config import Config
 from .data.loader import BatchLoader
 from .data.prepare import PreparedData, data_channels, prepare_data, require_training_data, resolve_splits
 from .errors import ConfigError
+from .files import write_text_atomic
 from .models import MODELS, apply_init, create_model, natural_input
 from .models.partial import LoadReport, load_weights
 from .models.transfer import UnfreezeBackbone, freeze, model_classes, optimizer_groups, replace_head
@@ -25,7 +27,7 @@ from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, Progres
 from .train.distributed import Distributed, init_distributed
 from .train.features import HeadOnFeatures, cache_features_if_useful
 from .train.optim import build_optimizer, build_scheduler
-from .train.run_dir import create_run_dir, write_summary
+from .train.run_dir import check_project, create_run_dir, write_summary
 from .train.trainer import Trainer
 
 
@@ -55,6 +57,7 @@ def fit(model: str | nn.Module = "lenet_relu", data=None, **options) -> FitResul
 
 
 def _run(config: Config, module: nn.Module | None, resume_state: dict | None = None) -> FitResult:
+    check_project(config.run.project, data_folders=(config.data.data, config.data.val_data))
     device = resolve_device(config.train.device)
     dist = init_distributed(device.type)
     if dist.enabled and device.type == "cuda":
@@ -92,7 +95,11 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
     trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
-    run_dir = create_run_dir(config, dist, resume_state is not None)
+    if resume_state is None:  # a resumed run keeps its directory and its config.yaml
+        config.run.name = create_run_dir(Path(config.run.project), config.run.name, dist).name
+        if dist.is_main:
+            write_text_atomic(Path(config.run.project) / config.run.name / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    run_dir = Path(config.run.project) / config.run.name
     if report is not None and dist.is_main:
         report.write(run_dir)
     meta = model_meta(config, prepared, module, report.origin if report else None)

@@ -3,7 +3,7 @@
     classifier = load_classifier("runs/exp/best.safetensors", device="cpu")
     outputs = classify(classifier, read_samples("test/", class_names=classifier.class_names))
     outputs.probs        # float32 N x K, a NaN row where an image could not be read
-    outputs.errors       # {sample index: why it could not be read}
+    outputs.errors       # {sample index: why it has no probabilities}
 
 evaluate, predict and export's parity check all see images through this one path, so
 the same image gets the same numbers from each of them, whatever the batch size.
@@ -27,6 +27,10 @@ from ..data.transforms import Preset
 from ..errors import ConfigError, DataError
 
 
+NOT_FINITE = "the model's output is not finite"
+NOT_FINITE_REASON = f"{NOT_FINITE} (NaN/inf): its weights may have diverged; retrain with a lower --lr"
+
+
 @dataclass
 class Classifier:
     """A model with what it needs to be used: its class names (index order) and preprocessing."""
@@ -42,7 +46,7 @@ class Classifier:
 @dataclass
 class Outputs:
     probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows for unreadable images
-    errors: dict[int, str]  # sample index -> the reason its image could not be read
+    errors: dict[int, str]  # sample index -> why it has no probabilities (unreadable, non-finite output)
 
 
 def resolve_device(requested: str | torch.device | None) -> torch.device:
@@ -101,7 +105,8 @@ def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
 
 def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta: bool = False,
              workers: int | None = None) -> Outputs:
-    """Softmax probabilities for every sample, in order; unreadable images become errors, not crashes.
+    """Softmax probabilities for every sample, in order; unreadable images and non-finite model
+    outputs (NaN/inf logits) become errors, not crashes or a made-up label.
 
     tta: average the softmax of each image and of its horizontal flip.
     """
@@ -114,6 +119,8 @@ def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta
             pixels = eval_pixels(classifier.preset, [image for _, image in good], classifier.device)
             x = classifier.preset.normalize(pixels)
             probs[[row for row, _ in good]] = class_probabilities(classifier.model, x, tta).cpu().numpy()
+    errors.update({int(row): NOT_FINITE_REASON for row in np.flatnonzero(~np.isfinite(probs).all(axis=1))
+                   if row not in errors})
     return Outputs(probs, errors)
 
 
