@@ -152,7 +152,7 @@ def test_check_outputs_refuses_a_folder_and_a_place_under_a_file(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="^-o .* is a folder; give the path of a file"):
         check_outputs({"-o": tmp_path})
-    with pytest.raises(ConfigError, match="file is a file, so no folder can be made under it"):
+    with pytest.raises(ConfigError, match=r"^-o .*file/sub/out\.csv: .*file is a file, so no folder can be made under it"):
         check_outputs({"-o": tmp_path / "file" / "sub" / "out.csv"})
     check_outputs({"-o": tmp_path / "new" / "deeper" / "out.csv"})
     assert only_files(tmp_path) == ["file"]  # checking makes nothing

@@ -146,7 +146,7 @@ def check_outputs(outputs: Mapping[str, Pathish | None] | Iterable[tuple[str, Pa
         if path.is_dir():
             raise ConfigError(f"{flag} {path} is a folder; give the path of a file to write")
         if path.parent not in folders_checked:
-            require_writable_folder(flag, path.parent)
+            require_writable_folder(flag, path.parent, given=path)
             folders_checked.add(path.parent)
     refuse_overwriting(pairs, protected)
 
@@ -192,9 +192,10 @@ def refuse_inside(output: tuple[str, Pathish], folders: Iterable[tuple[str, Path
                               f"read as data next time; choose a folder outside it")
 
 
-def require_writable_folder(flag: str, folder: Pathish) -> None:
+def require_writable_folder(flag: str, folder: Pathish, given: Pathish | None = None) -> None:
     """Raise ConfigError unless `folder` exists or can be made, and files can be written in it.
 
+    given: what the user passed to `flag`, when it is a file to write in `folder`.
     Writability is tried, not guessed: a temporary file is made and removed in the nearest
     folder that exists (permissions, ACLs, read-only mounts and root all answer truthfully).
     """
@@ -202,10 +203,11 @@ def require_writable_folder(flag: str, folder: Pathish) -> None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if existing == folder and not folder.is_dir():
+    if given is None and existing == folder and not folder.is_dir():
         raise ConfigError(f"{flag} {folder} is a file; give a folder")
     if not existing.is_dir():
-        raise ConfigError(f"{flag} {folder}: {existing} is a file, so no folder can be made under it; choose another path")
+        raise ConfigError(f"{flag} {given or folder}: {existing} is a file, so no folder can be made under it; "
+                          f"choose another path")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass

@@ -101,6 +101,7 @@ def _check_out(out_dir: Path | None, classifier: Classifier, model, data, sample
             require_writable_folder("--out (default: beside the model)", classifier.path.parent)
             refuse_inside(("the report folder (--out)", classifier.path.parent / "eval"), [("the --data folder", data)])
         return
+    require_writable_folder("--out", out_dir)
     check_outputs([("--out", out_dir / name) for name in REPORT_FILES], protected_inputs(model, data, samples))
     refuse_inside(("--out", out_dir), [("the --data folder", data)])
 
