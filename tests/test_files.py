@@ -50,6 +50,14 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, writer, mas
     assert only_files(tmp_path) == ["out"]
 
 
+def test_the_new_bytes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    calls, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(("fsync", os.fstat(fd).st_size)), fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (calls.append(("replace", os.path.basename(b))), replace(a, b)))
+    write_text_atomic(tmp_path / "summary.json", "{}")
+    assert calls == [("fsync", 2), ("replace", "summary.json")]
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "best.safetensors"
     target.write_text("old")

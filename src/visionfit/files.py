@@ -47,6 +47,7 @@ def atomic_path(path: Pathish):
     try:
         yield tmp
         os.chmod(tmp, mode)  # a writer may swap in its own private file (safetensors renames one over tmp)
+        _flush_to_disk(tmp)
         os.replace(tmp, path)
     except Exception as error:
         code = None if isinstance(error, VisionfitError) else _failed_write_errno(error, path.parent)
@@ -94,6 +95,16 @@ def _new_temporary(path: Path) -> tuple[Path, int]:
             os.close(fd)
 
 
+def _flush_to_disk(path: Path) -> None:
+    """fsync: the new file's bytes reach the disk before the rename makes it the file, so a power
+    cut cannot leave an empty file under the old name, and a network disk reports a full disk now."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _failed_write_errno(error: BaseException, folder: Path) -> int | None:
     """The OS error behind a writer's exception, or None when the write did not fail on the disk.
 
@@ -102,8 +113,8 @@ def _failed_write_errno(error: BaseException, folder: Path) -> int | None:
     """
     cause = error
     while cause is not None:
-        if isinstance(cause, OSError):
-            return cause.errno or errno.EIO
+        if isinstance(cause, OSError) and cause.errno:  # without one it is a library's own complaint
+            return cause.errno
         match = RUST_OS_ERROR.search(str(cause))
         if match:
             return int(match.group(1))
