@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_path, check_outputs
 from ..data.samples import Samples
 from ..data.table import _pick_columns, _read_rows  # the CSV reader's own row and column choice
 from ..errors import ConfigError
+from ..files import atomic_path, check_outputs
 from .protected import protected_inputs
 from .runner import NOT_FINITE, classify, load_classifier, read_samples
 

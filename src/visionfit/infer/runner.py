@@ -2,7 +2,7 @@
 
     classifier = load_classifier("runs/exp/best.safetensors", device="cpu")
     outputs = classify(classifier, read_samples("test/", class_names=classifier.class_names))
-    outputs.probs        # float32 N x K, a NaN row where an image could not be read
+    outputs.probs        # float32 N x K, a NaN row where an image could not be read or scored
     outputs.errors       # {sample index: why it has no probabilities}
 
 evaluate, predict and export's parity check all see images through this one path, so
@@ -45,7 +45,7 @@ class Classifier:
 
 @dataclass
 class Outputs:
-    probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows for unreadable images
+    probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows where `errors` has the index
     errors: dict[int, str]  # sample index -> why it has no probabilities (unreadable, non-finite output)
 
 
