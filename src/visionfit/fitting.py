@@ -98,7 +98,8 @@ def _run(config: Config, module: nn.Module | None, resume_state: dict | None = N
     if resume_state is None:  # a resumed run keeps its directory and its config.yaml
         config.run.name = create_run_dir(Path(config.run.project), config.run.name, dist).name
         if dist.is_main:
-            write_text_atomic(Path(config.run.project) / config.run.name / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+            write_text_atomic(Path(config.run.project) / config.run.name / "config.yaml",
+                              yaml.safe_dump(config.to_dict(), sort_keys=False))
     run_dir = Path(config.run.project) / config.run.name
     if report is not None and dist.is_main:
         report.write(run_dir)
