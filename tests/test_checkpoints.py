@@ -3,19 +3,8 @@ import safetensors.torch
 import torch
 
 import visionfit
-from visionfit.checkpoints import atomic_path, read_meta, save_model_file
+from visionfit.checkpoints import read_meta, save_model_file
 from visionfit.errors import ModelError
-
-
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
-    target = tmp_path / "best.safetensors"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half of the new")
-            raise RuntimeError("killed mid-write")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]
 
 
 def test_model_file_round_trip_keeps_outputs_and_metadata(tmp_path):

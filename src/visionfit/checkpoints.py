@@ -8,9 +8,6 @@ A resume checkpoint (`last.ckpt`) is a torch file of tensors and plain container
 so `torch.load(weights_only=True)` reads it: nothing is ever unpickled.
 """
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import safetensors
@@ -19,32 +16,10 @@ import torch
 from torch import nn
 
 from .errors import ModelError
+from .files import atomic_path
 
 FORMAT = "visionfit-model/1"
 META_KEY = "visionfit"
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """Yields a temporary path in the same folder; renames it onto `path` on success.
-
-    A kill at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def unwrap(model: nn.Module) -> nn.Module:

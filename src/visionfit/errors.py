@@ -18,3 +18,7 @@ class DataError(VisionfitError):
 
 class ModelError(VisionfitError):
     """A model name, model file or weight file cannot be used."""
+
+
+class OutputError(VisionfitError):
+    """A file or folder cannot be written (full disk, read-only, no permission, in use by another run)."""

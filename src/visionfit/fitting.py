@@ -7,20 +7,23 @@
 Resolve, then run: the config is validated and frozen, the data and the starting weights
 settle the rest into one `Resolved` value (resolve.py), and training reads only that.
 """
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
-from .checkpoints import load_model, load_resume_state, write_text_atomic
+from .checkpoints import load_model, load_resume_state
 from .config import Config
 from .data.loader import BatchLoader
 from .data.prepare import PreparedData, default_workers, plan_input, prepare_data, require_training_data, resolve_splits
 from .devices import resolve_device
 from .errors import ConfigError
+from .files import write_text_atomic
 from .models import natural_input
 from .models.partial import LoadReport, load_weights
 from .models.transfer import UnfreezeBackbone, freeze, model_classes, optimizer_groups, replace_head
@@ -30,7 +33,7 @@ from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, Progres
 from .train.distributed import Distributed, init_distributed
 from .train.features import HeadOnFeatures, cache_features_if_useful
 from .train.optim import build_optimizer, build_scheduler, extend_schedule
-from .train.run_dir import create_run_dir, write_summary
+from .train.run_dir import RunLock, check_project, create_run_dir, write_summary
 from .train.trainer import Trainer
 
 DEFAULT_MODEL = "lenet_relu"
@@ -78,6 +81,7 @@ def fit(model: str | nn.Module | None = None, data=None, *, resume: str | Path |
 
 def _fresh(config: Config, module: nn.Module | None) -> FitResult:
     dist, device = _session(config)
+    check_project(config.run.project, data_folders=(config.data.data, config.data.val_data))
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
     source = _weight_source(config, module)
@@ -88,12 +92,13 @@ def _fresh(config: Config, module: nn.Module | None) -> FitResult:
                       source.origin if source else None)
     net, report = _model(spec, module, source, config, dist)
     run_dir = create_run_dir(Path(config.run.project), config.run.name, dist)
-    resolved = resolve(config, plan, prepared, spec, run_dir)
-    if dist.is_main:
-        write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
-        if report is not None:
-            report.write(run_dir)
-    return _train(resolved, net, prepared, dist, device)
+    with _writing(run_dir, dist):
+        resolved = resolve(config, plan, prepared, spec, run_dir)
+        if dist.is_main:
+            write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
+            if report is not None:
+                report.write(run_dir)
+        return _train(resolved, net, prepared, dist, device)
 
 
 def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
@@ -119,17 +124,23 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         raise ConfigError(f"{run_dir} already finished {done} epochs, all that --epochs {config.train.epochs} "
                           f"asks for; give a larger --epochs to train longer")
     dist, device = _session(config)
-    plan, spec, preset, class_names = saved_plan(record)
-    splits = resolve_splits(config.data, config.train.seed)
-    require_training_data(splits)
-    prepared = prepare_data(config.data, splits, plan)
-    _same_data(run_dir, class_names, preset, prepared)
-    net = spec.build()
-    net.load_state_dict(state["model"])  # before any features are cached from the backbone
-    resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
-    if dist.is_main:
-        write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
-    return _train(resolved, net, prepared, dist, device, state)
+    with _writing(run_dir, dist):
+        plan, spec, preset, class_names = saved_plan(record)
+        splits = resolve_splits(config.data, config.train.seed)
+        require_training_data(splits)
+        prepared = prepare_data(config.data, splits, plan)
+        _same_data(run_dir, class_names, preset, prepared)
+        net = spec.build()
+        net.load_state_dict(state["model"])  # before any features are cached from the backbone
+        resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
+        if dist.is_main:
+            write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
+        return _train(resolved, net, prepared, dist, device, state)
+
+
+def _writing(run_dir: Path, dist: Distributed):
+    """The run folder's lock, held by rank 0 while the run writes (other ranks write nothing)."""
+    return RunLock(run_dir) if dist.is_main else contextlib.nullcontext()
 
 
 def _checkpoint_of(run_dir: Path) -> Path:

@@ -1,17 +1,22 @@
 """predict: row order, CSV formats, error rows, batch-size independence, TTA, top-k, input kinds."""
 import csv
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import visionfit
+from visionfit.checkpoints import load_model, save_model_file
 from visionfit.cli import main
-from visionfit.errors import ConfigError
+from visionfit.data.samples import UNLABELLED, Samples
+from visionfit.errors import ConfigError, DataError
 from visionfit.infer.runner import decode_sample, eval_pixels, load_classifier, read_samples
 
 from ..conftest import pattern_images
-from .conftest import save_png
+from .conftest import save_png, with_meta
 
 
 def read_csv(path) -> list[list[str]]:
@@ -97,3 +102,52 @@ def test_one_image_and_a_nested_folder(bars_model, bars_csv, tmp_path):
     save_png(tmp_path / "b.png", images[1])
     rows = visionfit.predict(bars_model, tmp_path)
     assert [r["image"] for r in rows] == ["a/deep/x.png", "b.png"]
+
+
+class BrightIsNaN(torch.nn.Module):
+    """Logits 0 for dark images and NaN for bright ones: a model whose weights diverged on some inputs."""
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 3)
+        logits[x.flatten(1).mean(1) > 0] = float("nan")
+        return logits
+
+
+def test_a_non_finite_model_output_is_an_error_row_not_label_0(tmp_path):
+    dark, bright = np.zeros((16, 16), np.uint8), np.full((16, 16), 255, np.uint8)
+    model = with_meta(BrightIsNaN(), "bright_is_nan", size=16, channels=1, num_classes=3)
+    rows = visionfit.predict(model, Samples(labels=[UNLABELLED] * 3, images=np.stack([dark, bright, dark])))
+    assert [row["label"] for row in rows] == ["class 0", "", "class 0"]
+    assert rows[1]["confidence"] is None and rows[1]["error"].startswith("the model's output is not finite")
+    assert "retrain with a lower --lr" in rows[1]["error"] and rows[0]["error"] == rows[2]["error"] == ""
+
+
+def test_the_cli_counts_rows_whose_output_is_not_finite(bars_model, bars_csv, tmp_path, capsys):
+    model = load_model(bars_model)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))  # diverged weights
+    save_model_file(tmp_path / "nan.safetensors", model, model.visionfit_meta)
+    main(["predict", str(tmp_path / "nan.safetensors"), str(bars_csv), "-o", str(tmp_path / "p.csv"), "--device", "cpu"])
+    table = read_csv(tmp_path / "p.csv")
+    assert len(table) == 31 and all(row[1] == "" and "not finite" in row[-1] for row in table[1:])
+    assert "30 images got a non-finite output from the model" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="the file system takes only valid Unicode names")
+def test_a_file_name_that_is_not_utf8_is_written_as_its_own_bytes(bars_model, tmp_path, capsys):
+    images, _ = pattern_images(2, seed=4)
+    save_png(tmp_path / "in" / "plain.png", images[0])
+    save_png(Path(os.fsdecode(bytes(tmp_path / "in") + b"/caf\xe9.png")), images[1])  # Latin-1, not UTF-8
+    main(["predict", str(bars_model), str(tmp_path / "in"), "-o", str(tmp_path / "p.csv"), "--device", "cpu"])
+    written = (tmp_path / "p.csv").read_bytes()
+    assert b"\ncaf\xe9.png," in written and b"\nplain.png," in written
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8", errors="surrogateescape") as file:
+        names = [row[0] for row in list(csv.reader(file))[1:]]
+    assert all((tmp_path / "in" / name).is_file() for name in names)  # each name leads back to its file
+    assert "warning: 1 image name is not valid UTF-8" in capsys.readouterr().err
+
+
+def test_a_csv_that_is_not_utf8_is_a_data_error_naming_it(bars_model, bars_csv, tmp_path):
+    (tmp_path / "latin1.csv").write_bytes(b"image\nimages/caf\xe9.png\n")
+    with pytest.raises(DataError, match=r"cannot read .*latin1\.csv as a UTF-8 CSV"):
+        visionfit.predict(bars_model, tmp_path / "latin1.csv", images=bars_csv.parent)

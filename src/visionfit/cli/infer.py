@@ -65,20 +65,17 @@ def _add_predict(parser) -> None:
 
 def run_predict(args) -> None:
     from ..infer import predict
+    from ..infer.predict import failure_lines
 
     rows = predict(args.model, args.input, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
                    format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers)
-    failed = sum(1 for row in rows if row["error"])
     print(f"wrote {len(rows):,} prediction{'s' if len(rows) != 1 else ''} to {args.out}")
     if "true" in (rows[0] if rows else {}):
         scored = [row for row in rows if not row["error"]]
         correct = sum(row["label"] == row["true"] for row in scored)
         print(f"accuracy on the labelled input: {correct / max(1, len(scored)):.2%} ({correct:,}/{len(scored):,})")
-    if failed:
-        where = "the error column" if args.format == "full" else "the error column of --format full"
-        print(f"{failed:,} image{'s' if failed > 1 else ''} could not be read: "
-              f"{'their rows have' if failed > 1 else 'its row has'} an empty label (the reason is in {where})",
-              file=sys.stderr)
+    for line in failure_lines(rows, args.format):
+        print(line, file=sys.stderr)
 
 
 def _add_export(parser) -> None:
@@ -96,10 +93,12 @@ def _add_export(parser) -> None:
 
 
 def run_export(args) -> None:
+    from ..files import refuse_overwriting
     from ..infer import export_onnx, export_torchscript
 
     if not (args.onnx or args.torchscript):
         raise ConfigError("nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt")
+    refuse_overwriting({"--onnx": args.onnx, "--torchscript": args.torchscript})
     options = dict(with_preprocessing=args.with_preprocessing, check=args.check, check_data=args.check_data,
                    tolerance=args.tolerance)
     results = []

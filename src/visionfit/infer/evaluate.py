@@ -15,18 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoints import atomic_path
 from ..data.samples import Samples
 from ..data.sources import evaluation_split, load_split
 from ..errors import DataError
+from ..files import atomic_path, check_outputs, refuse_inside, require_writable_folder, write_text_atomic, writing
+from ..train.run_dir import create_numbered_dir
 from . import metrics
 from .plots import plot_confusion, plot_image_grid, short
+from .protected import protected_inputs
 from .runner import Classifier, Outputs, classify, decode_sample, load_classifier
 from .text import format_table
 
 TOP_LOSSES = 16  # images in the top-losses grid
 TOP5_ABOVE = 5  # top-5 accuracy is reported when there are more classes than this
 TABLE_NAME_CHARS = 40  # the terminal has more room for a class name than a plot title
+REPORT_FILES = ("metrics.json", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png", "top_losses.png")
 
 
 @dataclass
@@ -38,7 +41,7 @@ class EvalReport:
     per_class: list[dict]  # class, precision, recall, f1, support
     confusion: np.ndarray  # K x K counts, row = true, column = predicted
     top_losses: list[dict]  # index, image, true, p_true, predicted, confidence, loss; worst first
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason), left out
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): unreadable, or a non-finite output
     out_dir: Path | None = None
 
     def to_dict(self) -> dict:
@@ -54,7 +57,7 @@ class EvalReport:
             head += f"  top-5 {self.top5:.2%}"
         head += f"  on {self.images:,} images"
         if self.skipped:
-            head += f" ({len(self.skipped)} unreadable, left out: see 'skipped' in metrics.json)"
+            head += f" ({len(self.skipped)} left out, unreadable or with a non-finite output: see 'skipped' in metrics.json)"
         parts = [head, "", _per_class_table(self.per_class)]
         if self.top_losses:
             rows = [[r["image"], short(r["true"], TABLE_NAME_CHARS), f"{r['p_true']:.3f}",
@@ -82,6 +85,7 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     if not samples.labelled:
         raise DataError(f"{data} has no labels (no class subfolders or label column); "
                         "evaluation needs them — use `visionfit predict` for unlabelled images")
+    _check_out(Path(out) if out is not None else None, classifier, model, data, samples)
     outputs = classify(classifier, samples, batch_size, tta, workers)
     report = build_report(classifier.class_names, samples, outputs, top_losses)
     out_dir = Path(out) if out is not None else _default_out(classifier)
@@ -90,10 +94,23 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     return report
 
 
+def _check_out(out_dir: Path | None, classifier: Classifier, model, data, samples: Samples) -> None:
+    """Before any work: the report folder can be written, its files replace no input,
+    and it is not inside the data folder (its PNGs would become images of a class)."""
+    if out_dir is None:  # the default: a new eval/ folder beside the model file
+        if classifier.path is not None:
+            require_writable_folder("--out (default: beside the model)", classifier.path.parent)
+            refuse_inside(("the report folder (--out)", classifier.path.parent / "eval"), [("the --data folder", data)])
+        return
+    require_writable_folder("--out", out_dir)
+    check_outputs([("--out", out_dir / name) for name in REPORT_FILES], protected_inputs(model, data, samples))
+    refuse_inside(("--out", out_dir), [("the --data folder", data)])
+
+
 def build_report(class_names: list[str], samples: Samples, outputs: Outputs, top_losses: int = TOP_LOSSES) -> EvalReport:
     scored = np.array([i for i in range(len(samples)) if i not in outputs.errors], dtype=np.int64)
     if not len(scored):
-        raise DataError(f"none of the {len(samples)} images could be read (first: {next(iter(outputs.errors.values()))})")
+        raise DataError(f"none of the {len(samples)} images could be scored (first: {next(iter(outputs.errors.values()))})")
     labels, probs = samples.labels[scored], outputs.probs[scored]
     predicted = probs.argmax(axis=1)
     confusion = metrics.confusion_matrix(labels, predicted, len(class_names))
@@ -132,19 +149,16 @@ def _per_class_table(rows: list[dict]) -> str:
 
 
 def _default_out(classifier: Classifier) -> Path | None:
-    if classifier.path is None:
-        return None
-    from ..train.run_dir import next_run_dir
-
-    return next_run_dir(classifier.path.parent, "eval")
+    """A new runs/<name>/eval (eval2, ...) beside a model file, made now so no other eval takes it."""
+    return None if classifier.path is None else create_numbered_dir(classifier.path.parent, "eval")
 
 
 def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samples: Samples) -> None:
     """metrics.json, per_class.csv, confusion_matrix.csv/.png and top_losses.png in out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     report.out_dir = out_dir
-    with atomic_path(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    write_text_atomic(out_dir / "metrics.json", json.dumps(report.to_dict(), indent=2))
     _write_csv(out_dir / "per_class.csv", ["class", "precision", "recall", "f1", "support"],
                [[r[k] for k in ("class", "precision", "recall", "f1", "support")] for r in report.per_class])
     _write_csv(out_dir / "confusion_matrix.csv", ["true \\ predicted", *report.class_names],
@@ -165,7 +179,8 @@ def _plot_top_losses(path: Path, report: EvalReport, classifier: Classifier, sam
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
+    # surrogateescape: class names from folder names that are not UTF-8 keep their bytes (see predict)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as file:
         writer = csv.writer(file)
         writer.writerow(header)
         writer.writerows(rows)

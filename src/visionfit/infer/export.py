@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..checkpoints import atomic_path
 from ..errors import ConfigError, ModelError
 from ..data.transforms import normalize
+from ..files import atomic_path, check_outputs
 from .parity import Parity, check_pixels, compare, require_parity
+from .protected import protected_inputs
 from .runner import Classifier, load_classifier
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -57,6 +58,7 @@ def export_onnx(model, path: str | Path, opset: int | None = None, with_preproce
     check=True runs onnx.checker and compares onnxruntime with PyTorch on real images
     (`check_data`, else the bundled MNIST sample), raising ParityError over `tolerance`.
     """
+    check_outputs({"--onnx": path}, protected_inputs(model, check_data if check else None))
     if opset is not None and opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}: the exporter writes opset {MIN_OPSET} or newer; use --opset {MIN_OPSET} or more")
     classifier, module = _deployable(model, with_preprocessing)
@@ -75,6 +77,7 @@ def export_onnx(model, path: str | Path, opset: int | None = None, with_preproce
 def export_torchscript(model, path: str | Path, with_preprocessing: bool = False, check: bool = False,
                        check_data=None, tolerance: float = 1e-4) -> ExportResult:
     """Write `model` as a traced TorchScript file; check=True compares torch.jit.load's output with PyTorch."""
+    check_outputs({"--torchscript": path}, protected_inputs(model, check_data if check else None))
     classifier, module = _deployable(model, with_preprocessing)
     inputs = _check_inputs(classifier, with_preprocessing, check_data) if check else None
     with warnings.catch_warnings():

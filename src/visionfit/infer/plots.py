@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..checkpoints import atomic_path  # noqa: E402
+from ..files import atomic_path  # noqa: E402
 
 NAME_CHARS = 22  # class names longer than this are cut, with an ellipsis
 CELL_INCHES = 0.45  # confusion matrix cell side

@@ -8,15 +8,17 @@ Rows keep the input's order. An unreadable image gets a row with an empty label 
 reason in `error`, so one bad file never costs the whole run or shifts the other rows.
 """
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoints import atomic_path
 from ..data.samples import Samples
 from ..data.table import _pick_columns, _read_rows  # the CSV reader's own row and column choice
 from ..errors import ConfigError
-from .runner import classify, load_classifier, read_samples
+from ..files import atomic_path, check_outputs
+from .protected import protected_inputs
+from .runner import NOT_FINITE, classify, load_classifier, read_samples
 
 FORMATS = {
     "full": "image, label, confidence (+ true, top-k columns when present), error",
@@ -41,6 +43,8 @@ def predict(model, inputs, out: str | Path | None = None, images: str | None = N
     if not 0 <= topk <= len(names):
         raise ConfigError(f"--topk {topk} must be between 0 and the model's {len(names)} classes")
     samples = read_samples(inputs, images, names)
+    if out is not None:
+        check_outputs({"-o": out}, protected_inputs(model, inputs, samples))
     outputs = classify(classifier, samples, batch_size, tta, workers)
     images_written = image_names(inputs, samples)
     rows = [_row(images_written[i], outputs.probs[i], outputs.errors.get(i), names, topk) for i in range(len(samples))]
@@ -88,10 +92,39 @@ def write_predictions(out: str | Path, rows: list[dict], format: str = "full", t
             columns.append("true")
         columns += [key for j in range(1, topk + 1) for key in (f"top{j}", f"top{j}_prob")]
         columns.append("error")
-    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
+    # Linux file names are bytes; Python hands the ones that are not UTF-8 over with surrogate
+    # escapes, and surrogateescape writes those bytes back, so the CSV names the real file.
+    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
         writer.writerows([_cell(row.get(c)) for c in columns] for row in rows)
+    undecodable = sum(not _is_utf8(row["image"]) for row in rows)
+    if undecodable:
+        print(f"warning: {undecodable:,} image name{'s are' if undecodable > 1 else ' is'} not valid UTF-8; "
+              f"{out} has {'their' if undecodable > 1 else 'its'} raw bytes", file=sys.stderr)
+
+
+def failure_lines(rows: list[dict], format: str = "full") -> list[str]:
+    """What to tell a person about the rows that got no prediction: unreadable images, non-finite outputs."""
+    where = "the error column" if format == "full" else "the error column of --format full"
+    diverged = sum(row["error"].startswith(NOT_FINITE) for row in rows)
+    unreadable = sum(bool(row["error"]) for row in rows) - diverged
+    lines = []
+    if unreadable:
+        lines.append(f"{unreadable:,} image{'s' if unreadable > 1 else ''} could not be read: "
+                     f"{'their rows have' if unreadable > 1 else 'its row has'} an empty label (the reason is in {where})")
+    if diverged:
+        lines.append(f"{diverged:,} image{'s' if diverged > 1 else ''} got a non-finite output from the model "
+                     f"(an empty label): its weights may have diverged; retrain with a lower --lr")
+    return lines
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _cell(value) -> str:

@@ -2,8 +2,8 @@
 
     classifier = load_classifier("runs/exp/best.safetensors", device="cpu")
     outputs = classify(classifier, read_samples("test/", class_names=classifier.class_names))
-    outputs.probs        # float32 N x K, a NaN row where an image could not be read
-    outputs.errors       # {sample index: why it could not be read}
+    outputs.probs        # float32 N x K, a NaN row where an image could not be read or scored
+    outputs.errors       # {sample index: why it has no probabilities}
 
 evaluate, predict and export's parity check all see images through this one path, which
 is also the one validation takes during training (Preprocess.apply on the full-size decoded
@@ -28,6 +28,10 @@ from ..devices import resolve_device
 from ..errors import ConfigError, DataError
 
 
+NOT_FINITE = "the model's output is not finite"
+NOT_FINITE_REASON = f"{NOT_FINITE} (NaN/inf): its weights may have diverged; retrain with a lower --lr"
+
+
 @dataclass
 class Classifier:
     """A model with what it needs to be used: its class names (index order) and preprocessing."""
@@ -42,8 +46,8 @@ class Classifier:
 
 @dataclass
 class Outputs:
-    probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows for unreadable images
-    errors: dict[int, str]  # sample index -> the reason its image could not be read
+    probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows where `errors` has the index
+    errors: dict[int, str]  # sample index -> why it has no probabilities (unreadable, non-finite output)
 
 
 def load_classifier(model, device=None, class_names: list[str] | None = None, preset: Preset | None = None) -> Classifier:
@@ -96,7 +100,8 @@ def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
 
 def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta: bool = False,
              workers: int | None = None) -> Outputs:
-    """Softmax probabilities for every sample, in order; unreadable images become errors, not crashes.
+    """Softmax probabilities for every sample, in order; unreadable images and non-finite model
+    outputs (NaN/inf logits) become errors, not crashes or a made-up label.
 
     tta: average the softmax of each image and of its horizontal flip.
     """
@@ -108,6 +113,8 @@ def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta
         if good:
             x = classifier.preset.normalize(eval_pixels([image for _, image in good], classifier.device))
             probs[[row for row, _ in good]] = class_probabilities(classifier.model, x, tta).cpu().numpy()
+    errors.update({int(row): NOT_FINITE_REASON for row in np.flatnonzero(~np.isfinite(probs).all(axis=1))
+                   if row not in errors})
     return Outputs(probs, errors)
 
 

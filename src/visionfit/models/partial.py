@@ -58,7 +58,7 @@ class LoadReport:
         return asdict(self)
 
     def write(self, run_dir: Path) -> None:
-        from ..checkpoints import atomic_path
+        from ..files import atomic_path
 
         for name, content in (("weights_report.txt", self.text() + "\n"),
                               ("weights_report.json", json.dumps(self.to_dict(), indent=2))):

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ..checkpoints import atomic_path, save_model_file, save_resume_state, unwrap  # noqa: E402
+from ..checkpoints import save_model_file, save_resume_state, unwrap  # noqa: E402
+from ..files import atomic_path  # noqa: E402
 
 METRIC_COLUMNS = ["epoch", "loss", "acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"]
 
