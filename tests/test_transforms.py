@@ -70,3 +70,67 @@ def test_deterministic_training_is_detected():
     assert small_preset().train_is_deterministic
     assert not small_preset(pad=2).train_is_deterministic
     assert not small_preset(flip=True).train_is_deterministic
+
+
+def coordinate_image(height: int = 64, width: int = 96) -> torch.Tensor:
+    """3 x H x W uint8: red grows left to right, green top to bottom, so a crop's box can be read off it."""
+    xs = torch.linspace(0, 255, width).round()
+    ys = torch.linspace(0, 255, height).round()
+    return torch.stack([xs[None].expand(height, width), ys[:, None].expand(height, width),
+                        torch.full((height, width), 128.0)]).to(torch.uint8)
+
+
+def crop_statistics(out: torch.Tensor, height: int, width: int) -> dict:
+    """Per-image area fraction, aspect ratio and mirroring, measured from coordinate_image crops."""
+    size = out.shape[-1]
+    out = out.float()
+    width_fraction = (out[:, 0, :, -1] - out[:, 0, :, 0]).mean(1) * size / (size - 1) / 255  # < 0: mirrored
+    height_fraction = (out[:, 1, -1, :] - out[:, 1, 0, :]).mean(1) * size / (size - 1) / 255
+    return {"scale": width_fraction.abs() * height_fraction,
+            "ratio": width_fraction.abs() * width / (height_fraction * height),
+            "flipped": (width_fraction < 0).float().mean().item(),
+            "pixel_mean": out.mean((0, 2, 3)), "pixel_std": out.std((0, 2, 3))}
+
+
+def test_batched_and_per_sample_random_resized_crops_draw_from_one_distribution():
+    """airbench-style batch augmentation and torchvision's per-sample v2 pipeline must not train
+    two different models: crop scales, aspect ratios, flip rate and pixel statistics agree."""
+    n, (height, width) = 1500, (64, 96)
+    image = coordinate_image(height, width)
+    preset = make_preset(size=16, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, small=False, flip=True)
+    batched = preset.augment_batch(image[None].expand(n, -1, -1, -1).contiguous(), torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    per_sample = torch.stack([preset.train_transform()(image) for _ in range(n)])
+    a, b = crop_statistics(batched, height, width), crop_statistics(per_sample, height, width)
+    for stats in (a, b):
+        assert 0.07 <= stats["scale"].min() and stats["scale"].max() <= 1.0
+        assert 0.7 <= stats["ratio"].min() and stats["ratio"].max() <= 1.42
+        assert 0.45 <= stats["flipped"] <= 0.55
+    assert abs(a["scale"].mean() - b["scale"].mean()) < 0.03
+    for q in (0.1, 0.5, 0.9):
+        assert abs(a["scale"].quantile(q) - b["scale"].quantile(q)) < 0.05
+        assert abs(a["ratio"].quantile(q) - b["ratio"].quantile(q)) < 0.05
+    assert torch.allclose(a["pixel_mean"], b["pixel_mean"], atol=2.5) and torch.allclose(a["pixel_std"], b["pixel_std"], atol=3)
+
+
+def test_batched_and_per_sample_padded_crops_draw_the_same_shifts():
+    n, pad = 1200, 3
+    image = coordinate_image(16, 16)[:1]  # one channel: red, 0..255 left to right
+    preset = make_preset(size=16, channels=1, mean=(0.5,), std=(0.5,), small=True, flip=True, pad=pad)
+    batched = preset.augment_batch(image[None].expand(n, -1, -1, -1).contiguous(), torch.Generator().manual_seed(1))
+    torch.manual_seed(1)
+    per_sample = torch.stack([preset.train_transform()(image) for _ in range(n)]).float()
+
+    def shifts_and_flips(out):
+        middle = out[:, 0, 8, 4:12]  # away from the zero padding
+        flipped = middle[:, -1] < middle[:, 0]
+        step = 255 / 15
+        start = torch.where(flipped, middle[:, -1], middle[:, 0])
+        return (start / step).round() - 4, flipped.float().mean().item()
+
+    (shift_a, flip_a), (shift_b, flip_b) = shifts_and_flips(batched), shifts_and_flips(per_sample)
+    for shift in (shift_a, shift_b):
+        assert shift.min() == -pad and shift.max() == pad
+    counts_a = torch.bincount((shift_a + pad).long(), minlength=2 * pad + 1) / n
+    counts_b = torch.bincount((shift_b + pad).long(), minlength=2 * pad + 1) / n
+    assert (counts_a - counts_b).abs().max() < 0.05 and abs(flip_a - flip_b) < 0.07

@@ -81,7 +81,8 @@ class Preprocess:
         if target != (height, width):
             pixels = pil_resize(pixels, target, self.interpolation)
             height, width = target
-        top, left = (height - self.size) // 2, (width - self.size) // 2
+        # round() halves to even, as torchvision's CenterCrop (and numpy's round) do.
+        top, left = round((height - self.size) / 2), round((width - self.size) / 2)
         return np.ascontiguousarray(pixels[top : top + self.size, left : left + self.size])
 
     def to_dict(self) -> dict:
@@ -97,7 +98,8 @@ class Preprocess:
             "channel_order": "RGB" if self.channels == 3 else "L (luminance)",
             "resize_rule": RESIZE_RULES[self.resize],
             "resize_library": "Pillow Image.resize on uint8 pixels (antialiased when shrinking)",
-            "crop": "center: top = (height - size) // 2, left = (width - size) // 2",
+            "crop": "center: top = round((height - size) / 2), left = round((width - size) / 2), halves to even "
+                    "(Python's and numpy's round, torchvision's CenterCrop)",
             "value_range": "pixel / 255, then (value - mean) / std per channel",
             "layout": "N x C x size x size float32",
         }

@@ -22,6 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 EVAL_CROP_FRACTION = 0.875  # photos: resize to size / 0.875, then center-crop size (256 -> 224)
 RRC_SCALE = (0.08, 1.0)  # area fraction of a random resized crop (torchvision's default)
 RRC_RATIO = (3 / 4, 4 / 3)
+RRC_ATTEMPTS = 10  # draws before falling back to the whole image, as torchvision
 SMALL_IMAGE_SIDE = 64  # images at most this big get pad + random crop instead of resized crops
 
 
@@ -170,18 +171,27 @@ def _identity(n: int, device: torch.device) -> torch.Tensor:
 
 
 def _random_resized_crop_theta(n, hw, device, generator) -> torch.Tensor:
-    """Affine matrices (normalised coordinates) for torchvision-style random resized crops."""
+    """Affine matrices (normalised coordinates) for random resized crops drawn as torchvision's
+    RandomResizedCrop draws them: up to RRC_ATTEMPTS (area, log-ratio) draws, the first crop that
+    fits the image wins; when none fits, the whole image, its ratio clamped into RRC_RATIO."""
     h, w = hw
-    area = torch.empty(n, device=device).uniform_(*RRC_SCALE, generator=generator) * h * w
-    log_ratio = torch.empty(n, device=device).uniform_(
+    shape = (n, RRC_ATTEMPTS)
+    area = torch.empty(shape, device=device).uniform_(*RRC_SCALE, generator=generator) * h * w
+    log_ratio = torch.empty(shape, device=device).uniform_(
         math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1]), generator=generator
     )
     ratio = torch.exp(log_ratio)
-    crop_w = torch.sqrt(area * ratio).clamp(max=w)
-    crop_h = torch.sqrt(area / ratio).clamp(max=h)
-    # Centre anywhere the crop still fits, in -1..1 coordinates.
-    max_cx = 1 - crop_w / w
-    max_cy = 1 - crop_h / h
+    crop_w, crop_h = torch.sqrt(area * ratio).round(), torch.sqrt(area / ratio).round()
+    fits = (crop_w >= 1) & (crop_w <= w) & (crop_h >= 1) & (crop_h <= h)
+    first = fits.float().argmax(dim=1)  # the first attempt that fits (0 when none does)
+    crop_w, crop_h = crop_w.gather(1, first[:, None])[:, 0], crop_h.gather(1, first[:, None])[:, 0]
+    fallback_w, fallback_h = _whole_image_crop(h, w)
+    none_fit = ~fits.any(dim=1)
+    crop_w = torch.where(none_fit, torch.full_like(crop_w, fallback_w), crop_w)
+    crop_h = torch.where(none_fit, torch.full_like(crop_h, fallback_h), crop_h)
+    # Centre anywhere the crop still fits, in -1..1 coordinates (the fallback is centred).
+    max_cx = torch.where(none_fit, torch.zeros_like(crop_w), 1 - crop_w / w)
+    max_cy = torch.where(none_fit, torch.zeros_like(crop_h), 1 - crop_h / h)
     cx = (torch.rand(n, device=device, generator=generator) * 2 - 1) * max_cx
     cy = (torch.rand(n, device=device, generator=generator) * 2 - 1) * max_cy
     theta = torch.zeros(n, 2, 3, device=device)
@@ -190,6 +200,15 @@ def _random_resized_crop_theta(n, hw, device, generator) -> torch.Tensor:
     theta[:, 0, 2] = cx
     theta[:, 1, 2] = cy
     return theta
+
+
+def _whole_image_crop(h: int, w: int) -> tuple[float, float]:
+    """torchvision's fallback: the whole image, narrowed to the nearest allowed aspect ratio."""
+    if w / h < RRC_RATIO[0]:
+        return float(w), float(round(w / RRC_RATIO[0]))
+    if w / h > RRC_RATIO[1]:
+        return float(round(h * RRC_RATIO[1])), float(h)
+    return float(w), float(h)
 
 
 def _rotate(theta: torch.Tensor, degrees: float, generator: torch.Generator) -> torch.Tensor:
