@@ -18,3 +18,20 @@ class DataError(VisionfitError):
 
 class ModelError(VisionfitError):
     """A model name, model file or weight file cannot be used."""
+
+
+class TrainingDiverged(VisionfitError):
+    """The loss or the weights stopped being finite numbers: the run diverged.
+
+    The attributes say where, so a caller that knows the run folder can add what it kept:
+    `what` ("training loss", "validation loss" or "weights"), `epoch` (1-based, as in
+    metrics.csv), `step` (1-based within the epoch, or None outside a training step),
+    `value` (the loss: nan, inf or -inf; None for weights) and `lr` (the head's lr then).
+    """
+
+    def __init__(self, what: str, epoch: int, lr: float, step: int | None = None, value: float | None = None):
+        self.what, self.epoch, self.lr, self.step, self.value = what, epoch, lr, step, value
+        became = "non-finite" if value is None else str(value)
+        where = f"epoch {epoch}" if step is None else f"epoch {epoch}, step {step}"
+        super().__init__(f"the {what} became {became} at {where} (lr {lr:.3g}): the run diverged; "
+                         "try a 10x smaller --lr, or --warmup-epochs 1")
