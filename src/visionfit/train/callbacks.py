@@ -17,13 +17,19 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ..checkpoints import atomic_path, save_model_file, save_resume_state, unwrap  # noqa: E402
+from .divergence import require_finite_weights  # noqa: E402
 
 METRIC_COLUMNS = ["epoch", "loss", "acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"]
 
 
 def score(metrics: dict) -> float:
-    """What 'best' means: validation accuracy, or training accuracy when there is no validation."""
-    return metrics.get("val_acc", metrics["acc"])
+    """What 'best' means: validation accuracy, or training accuracy when there is no validation.
+
+    A nan score becomes -inf: nan compares False with everything, so `max` would keep a nan
+    it met first, and it must never count as better.
+    """
+    value = metrics.get("val_acc", metrics["acc"])
+    return value if math.isfinite(value) else -math.inf
 
 
 def format_epoch(metrics: dict, epochs: int) -> str:
@@ -103,7 +109,11 @@ def plot_curves(path: Path, history: list[dict]) -> None:
 
 
 class Checkpointer:
-    """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch."""
+    """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch.
+
+    Weights that are not all finite are never written: the run stops with TrainingDiverged
+    and the files keep the last finite epoch.
+    """
 
     def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf):
         self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
@@ -111,6 +121,7 @@ class Checkpointer:
         self.best_epoch = None
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
+        require_finite_weights(unwrap(trainer.model), metrics["epoch"], metrics["lr"])
         meta = {**self.meta, "metrics": metrics}
         if score(metrics) > self.best_score:
             self.best_score, self.best_epoch = score(metrics), metrics["epoch"]
