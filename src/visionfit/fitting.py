@@ -287,7 +287,7 @@ def _resume(path: str, data=None) -> FitResult:
     `data` is only needed when the run was given in-memory data (a DatasetSplits object).
     """
     run_dir = Path(path).parent if Path(path).suffix == ".ckpt" else Path(path)
-    state = load_resume_state(run_dir / "last.ckpt")
+    state = load_resume_state(run_dir)
     config = Config.from_dict(state["config"])
     config.run.project, config.run.name = str(run_dir.parent), run_dir.name
     if data is not None:

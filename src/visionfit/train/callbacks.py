@@ -119,6 +119,7 @@ class Checkpointer:
         self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
         self.best_score = best_score
         self.best_epoch = None
+        self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         require_finite_weights(unwrap(trainer.model), metrics["epoch"], metrics["lr"])
@@ -127,7 +128,7 @@ class Checkpointer:
             self.best_score, self.best_epoch = score(metrics), metrics["epoch"]
             save_model_file(self.run_dir / "best.safetensors", trainer.model, meta)
         save_model_file(self.run_dir / "last.safetensors", trainer.model, meta)
-        save_resume_state(self.run_dir / "last.ckpt", {
+        save_resume_state(self.run_dir, {
             "epoch": trainer.epoch,
             "model": unwrap(trainer.model).state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
@@ -136,7 +137,8 @@ class Checkpointer:
             "history": trainer.history,
             "best_score": self.best_score,
             "config": self.config_dict,
-        })
+        }, keep_previous=self.wrote_last)
+        self.wrote_last = True
 
 
 class EarlyStopping:
