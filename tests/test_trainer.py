@@ -1,3 +1,4 @@
+import io
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from torch import nn
 import visionfit
 from visionfit.config import TrainConfig
 from visionfit.errors import TrainingDiverged
-from visionfit.train.callbacks import Checkpointer, EarlyStopping, score
+from visionfit.train.callbacks import Checkpointer, EarlyStopping, ProgressPrinter, score
 from visionfit.train.trainer import Trainer, amp_dtype, set_train_mode
 
 CUDA = torch.device("cuda")
@@ -179,3 +180,12 @@ def test_a_nan_score_never_counts_as_better():
     stopper._update(rows[1])
     stopper._update(rows[0])
     assert (stopper.best, stopper.waited) == (0.4, 1)
+
+
+def test_a_run_stopped_mid_epoch_still_clears_its_progress_bar():
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream=stream)
+    with pytest.raises(TrainingDiverged):
+        make_trainer(TurnsBad(from_call=3), callbacks=[printer]).fit()
+    assert printer.bar is None
+    assert stream.getvalue().endswith("\r")  # the bar's line is blanked, so the error starts a clean line

@@ -1,7 +1,8 @@
 """What happens around the loop: progress, metrics.csv, curves.png, model files, early stop.
 
 Each callback implements any of on_fit_start, on_epoch_start, on_batch_end(step, loss),
-on_epoch_end(metrics), on_fit_end. Only rank 0 gets the ones that write or print.
+on_epoch_end(metrics), on_fit_end (called however the run ends, errors included). Only
+rank 0 gets the ones that write or print.
 """
 import csv
 import io
@@ -62,10 +63,16 @@ class ProgressPrinter:
                 self.bar.set_postfix(loss=f"{loss.item():.4f}")
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
+        self._close_bar()
+        print(format_epoch(metrics, trainer.cfg.epochs), file=self.stream, flush=True)
+
+    def on_fit_end(self, trainer) -> None:
+        self._close_bar()  # a run stopped mid-epoch: clear the bar before the error line
+
+    def _close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        print(format_epoch(metrics, trainer.cfg.epochs), file=self.stream, flush=True)
 
 
 class MetricsLogger:

@@ -34,18 +34,20 @@ class Trainer:
 
     def fit(self, start_epoch: int = 0) -> list[dict]:
         self._emit("on_fit_start")
-        for self.epoch in range(start_epoch, self.cfg.epochs):
-            torch.manual_seed(epoch_seed(self.cfg.seed, self.epoch, self.dist.rank))  # dropout etc.
-            self._emit("on_epoch_start")
-            metrics = {"epoch": self.epoch + 1, **self.train_one_epoch()}
-            if self.val_loader is not None:
-                metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()})
-                require_finite_validation_loss(metrics)
-            self.history.append(metrics)
-            self._emit("on_epoch_end", metrics)
-            if self.should_stop:
-                break
-        self._emit("on_fit_end")
+        try:
+            for self.epoch in range(start_epoch, self.cfg.epochs):
+                torch.manual_seed(epoch_seed(self.cfg.seed, self.epoch, self.dist.rank))  # dropout etc.
+                self._emit("on_epoch_start")
+                metrics = {"epoch": self.epoch + 1, **self.train_one_epoch()}
+                if self.val_loader is not None:
+                    metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()})
+                    require_finite_validation_loss(metrics)
+                self.history.append(metrics)
+                self._emit("on_epoch_end", metrics)
+                if self.should_stop:
+                    break
+        finally:
+            self._emit("on_fit_end")  # also when the run stops with an error: bars and writers close
         return self.history
 
     def train_one_epoch(self) -> dict:
