@@ -35,3 +35,11 @@ class TrainingDiverged(VisionfitError):
         where = f"epoch {epoch}" if step is None else f"epoch {epoch}, step {step}"
         super().__init__(f"the {what} became {became} at {where} (lr {lr:.3g}): the run diverged; "
                          "try a 10x smaller --lr, or --warmup-epochs 1")
+
+    def in_run(self, run_dir) -> "TrainingDiverged":
+        """The same error, its message ending with what `run_dir` kept (nothing of this epoch is written)."""
+        kept = (f"{run_dir} keeps the run up to epoch {self.epoch - 1} (last.ckpt, last.safetensors, best.safetensors)"
+                if self.epoch > 1 else f"{run_dir} has no finished epoch")
+        error = TrainingDiverged(self.what, self.epoch, self.lr, self.step, self.value)
+        error.args = (f"{self}; {kept}",)
+        return error
