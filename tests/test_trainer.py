@@ -196,5 +196,6 @@ def test_the_caller_adds_what_the_run_folder_kept():
     assert str(error.in_run("runs/exp")) == (
         "the training loss became nan at epoch 3, step 41 (lr 1e+06): the run diverged; try a 10x smaller --lr, "
         "or --warmup-epochs 1; runs/exp keeps the run up to epoch 2 (last.ckpt, last.safetensors, best.safetensors)")
-    assert str(TrainingDiverged("weights", epoch=1, lr=0.1).in_run("runs/exp")).endswith("; runs/exp has no finished epoch")
+    first_epoch = TrainingDiverged("weights", epoch=1, lr=0.1)
+    assert str(first_epoch.in_run("runs/exp")).endswith("; runs/exp has no finished epoch")
     assert (error.in_run("x").epoch, error.in_run("x").step) == (3, 41) and str(error).endswith("--warmup-epochs 1")

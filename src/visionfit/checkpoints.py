@@ -119,7 +119,7 @@ def load_resume_state(run_dir: str | Path) -> dict:
     """The resume state of a run: last.ckpt, or previous.ckpt (said on stderr) when last.ckpt is damaged."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ModelError(f"{run_dir} is not a run directory; pass a folder that `visionfit train` wrote, such as runs/exp")
+        raise ModelError(f"{run_dir} is not a run directory; pass a folder `visionfit train` wrote, such as runs/exp")
     try:
         return read_resume_state(run_dir / LAST_STATE)
     except ModelError as last_error:
@@ -140,7 +140,7 @@ def read_resume_state(path: Path) -> dict:
         with warnings.catch_warnings():  # a damaged file also sets off pickle-protocol warnings: noise here
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # damaged bytes raise RuntimeError, EOFError, KeyError, IndexError, ... (seen by fuzzing)
+    except Exception as error:  # damaged bytes raise RuntimeError, EOFError, KeyError, IndexError... (fuzzed)
         raise ModelError(f"{path} is unreadable ({_reason(error)})") from error
     problem = _resume_state_problem(state)
     if problem:

@@ -25,7 +25,7 @@ class TrainingDiverged(VisionfitError):
 
     The attributes say where, so a caller that knows the run folder can add what it kept:
     `what` ("training loss", "validation loss" or "weights"), `epoch` (1-based, as in
-    metrics.csv), `step` (1-based within the epoch, or None outside a training step),
+    metrics.csv), `step` (the batch, 1-based within the epoch; None outside training),
     `value` (the loss: nan, inf or -inf; None for weights) and `lr` (the head's lr then).
     """
 

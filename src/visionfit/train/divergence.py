@@ -36,12 +36,13 @@ class LossWatch:
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch  # 0-based, as the trainer counts
         self.lrs: list[float] = []  # per step, to name the lr of the bad one
-        self.first = torch.full((2,), NO_STEP, dtype=torch.float64, device=self.device)  # [step, loss]
+        # [step, loss] in float32 (MPS has no float64): exact for step indices up to 2**24
+        self.first = torch.full((2,), NO_STEP, dtype=torch.float32, device=self.device)
 
     def note(self, step: int, loss: torch.Tensor, lr: float) -> None:
         """Record `loss` of 0-based `step`; read the flag when it is time to."""
         self.lrs.append(lr)
-        loss = loss.detach().double()
+        loss = loss.detach().float()
         record = self.first[0].isinf() & ~loss.isfinite()
         self.first = torch.where(record, torch.stack((torch.full_like(loss, step), loss)), self.first)
         if (step + 1) % self.every == 0:
@@ -56,7 +57,7 @@ class LossWatch:
 
     def _first_across_processes(self) -> tuple[float, float]:
         """The earliest [step, loss] flag of all processes, so that every process stops together."""
-        rows = torch.zeros(self.dist.world_size, 2, dtype=torch.float64, device=self.device)
+        rows = torch.zeros(self.dist.world_size, 2, device=self.device)
         rows[self.dist.rank] = self.first
         rows = self.dist.sum(rows)  # each process fills only its own row: a gather made of a sum
         step, value = rows[rows[:, 0].argmin()].tolist()
