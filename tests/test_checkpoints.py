@@ -1,9 +1,11 @@
+import os
+
 import pytest
 import safetensors.torch
 import torch
 
 import visionfit
-from visionfit.checkpoints import read_meta, save_model_file
+from visionfit.checkpoints import load_resume_state, read_meta, read_resume_state, save_model_file, save_resume_state
 from visionfit.errors import ModelError
 
 
@@ -32,3 +34,93 @@ def test_missing_or_corrupt_model_files_get_a_clear_error(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(ModelError, match=str(path)):
         visionfit.load_model(path)
+
+
+def resume_state(epoch: int) -> dict:
+    """A small but complete resume state, told apart by its epoch."""
+    return {"epoch": epoch, "model": {"w": torch.full((2,), float(epoch))}, "optimizer": {"state": {}},
+            "scheduler": {}, "scaler": {}, "history": [{"epoch": epoch + 1}], "best_score": 0.5,
+            "config": {"train": {}}}
+
+
+def test_each_save_keeps_the_checkpoint_it_replaces_as_previous(tmp_path):
+    save_resume_state(tmp_path, resume_state(0), keep_previous=False)
+    assert not (tmp_path / "previous.ckpt").exists()
+    save_resume_state(tmp_path, resume_state(1), keep_previous=True)
+    save_resume_state(tmp_path, resume_state(2), keep_previous=True)
+    assert read_resume_state(tmp_path / "last.ckpt")["epoch"] == 2
+    assert read_resume_state(tmp_path / "previous.ckpt")["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "previous.ckpt"]
+
+
+def test_a_last_ckpt_not_known_good_never_pushes_out_previous(tmp_path):
+    save_resume_state(tmp_path, resume_state(0), keep_previous=False)
+    save_resume_state(tmp_path, resume_state(1), keep_previous=True)
+    (tmp_path / "last.ckpt").write_bytes(b"damaged")  # what a resume fell back from
+    save_resume_state(tmp_path, resume_state(2), keep_previous=False)
+    assert read_resume_state(tmp_path / "previous.ckpt")["epoch"] == 0
+    assert read_resume_state(tmp_path / "last.ckpt")["epoch"] == 2
+
+
+def test_killed_between_the_two_renames_the_run_resumes_from_previous(tmp_path, monkeypatch, capsys):
+    save_resume_state(tmp_path, resume_state(0), keep_previous=False)
+    real_replace, calls = os.replace, []
+
+    def killed_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_resume_state(tmp_path, resume_state(1), keep_previous=True)
+    monkeypatch.undo()
+    assert not (tmp_path / "last.ckpt").exists()
+    assert load_resume_state(tmp_path)["epoch"] == 0
+    assert capsys.readouterr().err == f"{tmp_path / 'last.ckpt'} is missing; resuming from previous.ckpt (epoch 1)\n"
+
+
+def test_a_truncated_last_ckpt_falls_back_to_previous_with_one_line(tmp_path, capsys):
+    save_resume_state(tmp_path, resume_state(3), keep_previous=False)
+    save_resume_state(tmp_path, resume_state(4), keep_previous=True)
+    last = tmp_path / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:200])
+    assert load_resume_state(tmp_path)["epoch"] == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"{last} is unreadable (") and err.endswith("); resuming from previous.ckpt (epoch 4)\n")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda s: s.pop("optimizer"), "'optimizer' is missing or not of type dict"),
+    (lambda s: s.update(epoch="3"), "'epoch' is missing or not of type int"),
+    (lambda s: s.update(epoch=-1), "'epoch' is negative"),
+    (lambda s: s.update(best_score=None), "'best_score' is missing or not of type float"),
+    (lambda s: s.update(history={}), "'history' is missing or not of type list"),
+    (lambda s: s["model"].update(w="weights"), "'model' holds something other than tensors"),
+], ids=["missing_key", "epoch_text", "epoch_negative", "best_score_none", "history_dict", "model_not_tensors"])
+def test_a_resume_state_of_the_wrong_shape_is_refused_with_the_reason(tmp_path, damage, reason):
+    state = resume_state(0)
+    damage(state)
+    torch.save(state, tmp_path / "last.ckpt")
+    with pytest.raises(ModelError) as caught:
+        read_resume_state(tmp_path / "last.ckpt")
+    assert str(caught.value) == f"{tmp_path / 'last.ckpt'} is unreadable ({reason})"
+
+
+def test_with_both_checkpoints_damaged_the_error_names_both_and_how_to_start_again(tmp_path):
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    (tmp_path / "previous.ckpt").write_text("not a checkpoint")
+    with pytest.raises(ModelError) as caught:
+        load_resume_state(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"cannot resume {tmp_path}: {tmp_path / 'last.ckpt'} is unreadable (")
+    assert f"{tmp_path / 'previous.ckpt'} is unreadable (" in message
+    assert message.endswith(f"start a new run without --resume, or from these weights with --weights "
+                            f"{tmp_path / 'last.safetensors'}")
+
+
+def test_resuming_a_folder_that_is_not_there_says_so(tmp_path):
+    with pytest.raises(ModelError, match="is not a run directory"):
+        load_resume_state(tmp_path / "nope")

@@ -25,7 +25,7 @@ def train(args, project, nproc=None):
     done = subprocess.run([*launcher, "-m", "visionfit", "train", *args, "--project", str(project)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return load_resume_state(project / "exp" / "last.ckpt")
+    return load_resume_state(project / "exp")
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def test_run_directories_are_numbered(tiny_splits, tmp_path):
 def test_best_model_file_rebuilds_the_model_with_identical_outputs(tiny_splits, tmp_path):
     result = visionfit.fit("lenet", tiny_splits, project=str(tmp_path), model_args={"act": "relu"}, **FAST)
     model = visionfit.load_model(result.run_dir / "last.safetensors")
-    state = load_resume_state(result.run_dir / "last.ckpt")
+    state = load_resume_state(result.run_dir)
     reference = visionfit.create_model("lenet", num_classes=3, in_channels=1, act="relu", input_size=16)
     reference.load_state_dict(state["model"])
     reference.eval()
@@ -68,8 +68,8 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path)
     finally:
         trainer_module.Trainer.train_one_epoch = original
     resumed = visionfit.fit(data=tiny_splits, resume=str(tmp_path / "b" / "exp"))
-    a = load_resume_state(full.run_dir / "last.ckpt")
-    b = load_resume_state(resumed.run_dir / "last.ckpt")
+    a = load_resume_state(full.run_dir)
+    b = load_resume_state(resumed.run_dir)
     assert a["epoch"] == b["epoch"] == 2
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -88,8 +88,8 @@ def test_gradient_accumulation_matches_a_bigger_batch(tiny_splits, tmp_path):
     big = visionfit.fit("mlp", tiny_splits, project=str(tmp_path / "a"), **{**base, "batch_size": 32})
     accumulated = visionfit.fit("mlp", tiny_splits, project=str(tmp_path / "b"), **{**base, "batch_size": 16,
                                                                                     "accumulate": 2})
-    a = load_resume_state(big.run_dir / "last.ckpt")["model"]
-    b = load_resume_state(accumulated.run_dir / "last.ckpt")["model"]
+    a = load_resume_state(big.run_dir)["model"]
+    b = load_resume_state(accumulated.run_dir)["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
 

@@ -8,6 +8,7 @@ validation: what the run decides from the data and the weights goes into a separ
 import dataclasses
 import difflib
 import importlib.util
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,24 +146,10 @@ class Config:
 
     def validate(self) -> None:
         d, t = self.data, self.train
-        _require(t.lr > 0, "--lr must be > 0 (try 0.01 for SGD, 0.001 for Adam)")
-        _require(d.batch_size >= 1, "--batch-size must be at least 1")
-        _require(t.epochs >= 1, "--epochs must be at least 1")
-        _require(t.accumulate >= 1, "--accumulate must be at least 1")
-        _require(d.val_split is None or 0 <= d.val_split < 1, "--val-split must be in [0, 1), e.g. 0.2")
-        _require(d.image_size is None or d.image_size >= 8, "--image-size must be at least 8 pixels")
+        self._validate_numbers()
         _require(d.channels in (None, 1, 3), "--channels must be 1 or 3")
-        _require(0 <= t.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
-        _require(t.warmup_epochs >= 0, "--warmup-epochs must be >= 0")
-        _require(t.patience is None or t.patience >= 1, "--patience must be at least 1")
-        _require(t.step_size >= 1, "--step-size must be at least 1")
-        _require(t.momentum >= 0 and t.weight_decay >= 0, "--momentum and --weight-decay must be >= 0")
         for name, values in (("--mean", d.mean), ("--std", d.std)):
             _require(values is None or len(values) in (1, 3), f"{name} takes 1 or 3 numbers")
-        _require(d.std is None or all(s > 0 for s in d.std), "--std values must be > 0")
-        _require(d.max_per_class is None or d.max_per_class >= 1, "--max-per-class must be at least 1")
-        _require(d.crop_fraction is None or 0 < d.crop_fraction <= 1, "--crop-fraction must be in (0, 1], e.g. 0.875")
-        _require(d.workers is None or d.workers >= 0, "--workers must be >= 0")
         _require(
             t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:"),
             f"--device '{t.device}' is not one of auto, cpu, cuda, cuda:N",
@@ -175,6 +162,25 @@ class Config:
         for registry, value in ((OPTIMIZERS, t.optimizer), (SCHEDULERS, t.scheduler), (INIT_SCHEMES, self.model.init)):
             _require(value in registry, registry.unknown_message(value))
         self._validate_transfer()
+
+    def _validate_numbers(self) -> None:
+        """Every float of every section is finite, then every number with a range is inside it."""
+        numbers, ranges = list(self._numbers()), number_ranges(self)
+        for name, value in numbers:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(_number_message(name, value, ranges.get(name), "a finite number"))
+        for name, value in numbers:
+            if name in ranges and value not in ranges[name]:
+                raise ConfigError(_number_message(name, value, ranges[name]))
+
+    def _numbers(self):
+        """(field name, number) for every numeric field that is set, one pair per element of a list."""
+        for section in (getattr(self, name) for name in SECTIONS):
+            for f in dataclasses.fields(section):
+                value = getattr(section, f.name)
+                for number in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(number, (int, float)) and not isinstance(number, bool):
+                        yield f.name, number
 
     def _validate_transfer(self) -> None:
         m, t = self.model, self.train
@@ -195,6 +201,72 @@ class Config:
 
 def _plain(values):
     return None if values is None else [float(v) for v in values]
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option may take, and a hint on what to use."""
+    low: float
+    high: float = math.inf
+    hint: str = ""
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        low = f"> {_number(self.low)}" if self.low_open else f"at least {_number(self.low)}"
+        if self.high == math.inf:
+            return low
+        return f"{low} and {'<' if self.high_open else 'at most'} {_number(self.high)}"
+
+
+def number_ranges(config: Config) -> dict[str, Range]:
+    """The allowed range of each numeric option (tests hold that every float option has one)."""
+    epochs = config.train.epochs
+    return {
+        "val_split": Range(0, 1, "a fraction, e.g. 0.2", high_open=True),
+        "max_per_class": Range(1, hint="e.g. 100"),
+        "image_size": Range(8, 2048, "e.g. 224 for photos, 28 for digits; bigger images are resized down to it"),
+        # Pixels are scaled to [0, 1] before normalising, so mean and std live there too.
+        "mean": Range(0, 1, "per channel on the 0-1 pixel scale, e.g. 0.485,0.456,0.406"),
+        "std": Range(0, 1, "per channel on the 0-1 pixel scale, e.g. 0.229,0.224,0.225", low_open=True),
+        "crop_fraction": Range(0, 1, "crop side / resize side, e.g. 0.875 (256 -> 224)", low_open=True),
+        "rotation": Range(0, 180, "degrees either way, e.g. 15; 180 already covers every angle"),
+        # Padding is for the random crop of small images (at most 64 px); more is only black border.
+        "pad": Range(0, 64, "pixels, e.g. 4 for 32 px images"),
+        "batch_size": Range(1, 65536, "e.g. 128; --accumulate N makes a bigger effective batch"),
+        "workers": Range(0, 64, "e.g. 4; 0 loads in the main process"),
+        "epochs": Range(1, 100_000, "e.g. 10"),
+        # Even SGD on normalised data diverges far below 10: a bigger lr is a typo (1e6 for 1e-6).
+        "lr": Range(0, 10, "try 0.01 for SGD, 0.001 for Adam", low_open=True),
+        "lr_backbone": Range(0, 10, "e.g. 0.001, or use --lr-backbone-mult", low_open=True),
+        "lr_backbone_mult": Range(0, 10, "e.g. 0.1 (freeze the backbone with --freeze backbone)", low_open=True),
+        "momentum": Range(0, 1, "e.g. 0.9; 1 would never forget a gradient", high_open=True),
+        # Each step shrinks the weights by lr x weight_decay of themselves: from 1 up, decay outweighs the data.
+        "weight_decay": Range(0, 1, "e.g. 5e-4 for SGD, 0.05 for AdamW", high_open=True),
+        "step_size": Range(1, hint="epochs, e.g. 7"),
+        "gamma": Range(0, 1, "the lr factor at each step, e.g. 0.1; above 1 the lr would grow", low_open=True),
+        "warmup_epochs": Range(0, epochs, f"less than --epochs ({epochs}), e.g. 1", high_open=True),
+        "label_smoothing": Range(0, 1, "e.g. 0.1", high_open=True),
+        "accumulate": Range(1, 1024, "batches per optimizer step, e.g. 4"),
+        "patience": Range(1, hint="epochs, e.g. 5"),
+    }
+
+
+def _number_message(name: str, value: float, allowed: Range | None, kind: str = "") -> str:
+    """'--lr must be [a finite number] > 0 and at most 10, not 1e+06; try 0.01 for SGD, 0.001 for Adam'."""
+    wanted = " ".join(part for part in (kind, str(allowed or "")) if part)
+    hint = f"; {allowed.hint}" if allowed and allowed.hint else ""
+    return f"--{name.replace('_', '-')} must be {wanted}, not {_number(value)}{hint}"
+
+
+def _number(value: float) -> str:
+    """1e+06, 0.5, nan; integers in full."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _require(condition: bool, message: str) -> None:

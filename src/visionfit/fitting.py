@@ -22,7 +22,7 @@ from .config import Config
 from .data.loader import BatchLoader
 from .data.prepare import PreparedData, default_workers, plan_input, prepare_data, require_training_data, resolve_splits
 from .devices import resolve_device
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDiverged
 from .files import write_text_atomic
 from .models import natural_input
 from .models.partial import LoadReport, load_weights
@@ -113,7 +113,7 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         allowed = ", ".join("--" + name for name in RESUME_OPTIONS)
         raise ConfigError(f"--resume keeps the run's recorded settings; {flags} cannot change "
                           f"(only {allowed} can). Start a new run to change the others")
-    state = load_resume_state(_checkpoint_of(run_dir))
+    state = load_resume_state(_checked_run_dir(run_dir))
     record = state["config"]
     config = Config.from_dict(record).replace(project=str(run_dir.parent), name=run_dir.name, **overrides)
     if data is not None:
@@ -143,16 +143,17 @@ def _writing(run_dir: Path, dist: Distributed):
     return RunLock(run_dir) if dist.is_main else contextlib.nullcontext()
 
 
-def _checkpoint_of(run_dir: Path) -> Path:
-    """The run's last.ckpt; a run stopped before its first epoch ended has none: say how to start again."""
-    checkpoint = run_dir / "last.ckpt"
-    if not checkpoint.is_file() and (run_dir / "config.yaml").is_file():
+def _checked_run_dir(run_dir: Path) -> Path:
+    """The run folder, when it has a checkpoint (last.ckpt or previous.ckpt); a run stopped
+    before its first epoch ended has none: say how to start again."""
+    checkpoints = [run_dir / name for name in ("last.ckpt", "previous.ckpt")]
+    if not any(path.is_file() for path in checkpoints) and (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} stopped before its first epoch ended, so there is nothing to resume; "
                           f"start it again with `visionfit train --config {run_dir / 'config.yaml'}`")
     if not run_dir.is_dir():
         raise ConfigError(f"--resume {run_dir}: no such run folder; give a folder made by `visionfit train` "
                           "(runs/<name>)")
-    return checkpoint
+    return run_dir
 
 
 def _same_data(run_dir: Path, class_names: tuple[str, ...], preset, prepared: PreparedData) -> None:
@@ -208,6 +209,8 @@ def _train(resolved: Resolved, net: nn.Module, prepared: PreparedData, dist: Dis
     started = time.perf_counter()
     try:
         trainer.fit(start_epoch)
+    except TrainingDiverged as error:
+        raise error.in_run(resolved.run_dir) from None
     except KeyboardInterrupt:
         if dist.is_main:
             print(interrupted_message(resolved.run_dir, trainer), file=sys.stderr)

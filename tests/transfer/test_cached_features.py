@@ -24,8 +24,8 @@ def test_cached_training_matches_training_on_images(tiny_splits, tmp_path, lenet
     assert {p.name for p in cached.run_dir.iterdir()} == {p.name for p in plain.run_dir.iterdir()}
     for a, b in zip(cached.history, plain.history):  # lenet_bn has no dropout: the same run
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["val_acc"] == b["val_acc"]
-    a = load_resume_state(cached.run_dir / "last.ckpt")["model"]
-    b = load_resume_state(plain.run_dir / "last.ckpt")["model"]
+    a = load_resume_state(cached.run_dir)["model"]
+    b = load_resume_state(plain.run_dir)["model"]
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
@@ -34,7 +34,7 @@ def test_cached_training_matches_training_on_images(tiny_splits, tmp_path, lenet
 def test_the_model_file_is_the_frozen_backbone_plus_the_trained_head(tiny_splits, tmp_path, lenet_start):
     result = fit(tiny_splits, tmp_path, lenet_start)
     model = visionfit.load_model(result.run_dir / "last.safetensors")
-    head = {k: v for k, v in load_resume_state(result.run_dir / "last.ckpt")["model"].items() if k.startswith("head.")}
+    head = {k: v for k, v in load_resume_state(result.run_dir)["model"].items() if k.startswith("head.")}
     reference = create_model("lenet_bn", num_classes=3, in_channels=1, input_size=16)
     reference.load_state_dict({**torch.load(lenet_start), **head})
     reference.eval()
@@ -72,7 +72,7 @@ def test_a_resumed_cached_run_ends_where_an_uninterrupted_one_does(tiny_splits, 
         fit(tiny_splits, tmp_path / "crashed", lenet_start, epochs=3)
     monkeypatch.setattr(trainer_module.Trainer, "train_one_epoch", original)
     resumed = visionfit.fit(data=tiny_splits, resume=str(tmp_path / "crashed" / "exp"))
-    a = load_resume_state(full.run_dir / "last.ckpt")["model"]
-    b = load_resume_state(resumed.run_dir / "last.ckpt")["model"]
+    a = load_resume_state(full.run_dir)["model"]
+    b = load_resume_state(resumed.run_dir)["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key

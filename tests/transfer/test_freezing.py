@@ -20,7 +20,7 @@ RUN = dict(epochs=2, lr=0.05, batch_size=32, quiet=True, image_size=16, pad=0, v
 
 def trained_state(tiny_splits, tmp_path, **options) -> dict:
     result = visionfit.fit("lenet_bn", tiny_splits, project=str(tmp_path / "run"), **{**RUN, **options})
-    return load_resume_state(result.run_dir / "last.ckpt")["model"]
+    return load_resume_state(result.run_dir)["model"]
 
 
 def test_frozen_backbone_and_its_batchnorm_statistics_do_not_move(tiny_splits, tmp_path, lenet_start):

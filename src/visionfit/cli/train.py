@@ -49,7 +49,7 @@ def run_train(args: argparse.Namespace) -> None:
     from ..fitting import fit
 
     options = config_options(args)
-    fit(options.pop("model", "lenet_relu"), options.pop("data", None), **options)
+    fit(options.pop("model", None), options.pop("data", None), **options)
 
 
 def run_models(args: argparse.Namespace) -> None:

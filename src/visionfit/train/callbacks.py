@@ -1,7 +1,8 @@
 """What happens around the loop: progress, metrics.csv, curves.png, model files, early stop.
 
 Each callback implements any of on_fit_start, on_epoch_start, on_batch_end(step, loss),
-on_epoch_end(metrics), on_fit_end. Only rank 0 gets the ones that write or print.
+on_epoch_end(metrics), on_fit_end (called however the run ends, errors included). Only
+rank 0 gets the ones that write or print.
 """
 import csv
 import io
@@ -18,13 +19,19 @@ from tqdm import tqdm  # noqa: E402
 
 from ..checkpoints import save_model_file, save_resume_state, unwrap  # noqa: E402
 from ..files import atomic_path  # noqa: E402
+from .divergence import require_finite_weights  # noqa: E402
 
 METRIC_COLUMNS = ["epoch", "loss", "acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"]
 
 
 def score(metrics: dict) -> float:
-    """What 'best' means: validation accuracy, or training accuracy when there is no validation."""
-    return metrics.get("val_acc", metrics["acc"])
+    """What 'best' means: validation accuracy, or training accuracy when there is no validation.
+
+    A nan score becomes -inf: nan compares False with everything, so `max` would keep a nan
+    it met first, and it must never count as better.
+    """
+    value = metrics.get("val_acc", metrics["acc"])
+    return value if math.isfinite(value) else -math.inf
 
 
 def format_epoch(metrics: dict, epochs: int) -> str:
@@ -57,10 +64,16 @@ class ProgressPrinter:
                 self.bar.set_postfix(loss=f"{loss.item():.4f}")
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
+        self._close_bar()
+        print(format_epoch(metrics, trainer.cfg.epochs), file=self.stream, flush=True)
+
+    def on_fit_end(self, trainer) -> None:
+        self._close_bar()  # a run stopped mid-epoch: clear the bar before the error line
+
+    def _close_bar(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        print(format_epoch(metrics, trainer.cfg.epochs), file=self.stream, flush=True)
 
 
 class MetricsLogger:
@@ -104,20 +117,26 @@ def plot_curves(path: Path, history: list[dict]) -> None:
 
 
 class Checkpointer:
-    """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch."""
+    """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch.
+
+    Weights that are not all finite are never written: the run stops with TrainingDiverged
+    and the files keep the last finite epoch.
+    """
 
     def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf):
         self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
         self.best_score = best_score
         self.best_epoch = None
+        self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
+        require_finite_weights(unwrap(trainer.model), metrics["epoch"], metrics["lr"])
         meta = {**self.meta, "metrics": metrics}
         if score(metrics) > self.best_score:
             self.best_score, self.best_epoch = score(metrics), metrics["epoch"]
             save_model_file(self.run_dir / "best.safetensors", trainer.model, meta)
         save_model_file(self.run_dir / "last.safetensors", trainer.model, meta)
-        save_resume_state(self.run_dir / "last.ckpt", {
+        save_resume_state(self.run_dir, {
             "epoch": trainer.epoch,
             "model": unwrap(trainer.model).state_dict(),
             "optimizer": trainer.optimizer.state_dict(),
@@ -126,7 +145,8 @@ class Checkpointer:
             "history": trainer.history,
             "best_score": self.best_score,
             "config": self.config_dict,
-        })
+        }, keep_previous=self.wrote_last)
+        self.wrote_last = True
 
 
 class EarlyStopping:

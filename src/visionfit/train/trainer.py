@@ -2,6 +2,9 @@
 
     trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, device, config.train, callbacks)
     history = trainer.fit()
+
+A nan or inf loss (training or validation) stops the run with TrainingDiverged before the
+epoch's callbacks run, so nothing from a diverged epoch is written.
 """
 import contextlib
 import time
@@ -11,6 +14,7 @@ from torch import nn
 
 from ..data.loader import epoch_seed
 from .distributed import Distributed
+from .divergence import LossWatch, require_finite_validation_loss
 
 
 class Trainer:
@@ -23,23 +27,27 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing)
         self.amp_dtype = amp_dtype(train_cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.loss_watch = LossWatch(device, self.dist)
         self.history: list[dict] = []
         self.epoch = 0
         self.should_stop = False
 
     def fit(self, start_epoch: int = 0) -> list[dict]:
         self._emit("on_fit_start")
-        for self.epoch in range(start_epoch, self.cfg.epochs):
-            torch.manual_seed(epoch_seed(self.cfg.seed, self.epoch, self.dist.rank))  # dropout etc.
-            self._emit("on_epoch_start")
-            metrics = {"epoch": self.epoch + 1, **self.train_one_epoch()}
-            if self.val_loader is not None:
-                metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()})
-            self.history.append(metrics)
-            self._emit("on_epoch_end", metrics)
-            if self.should_stop:
-                break
-        self._emit("on_fit_end")
+        try:
+            for self.epoch in range(start_epoch, self.cfg.epochs):
+                torch.manual_seed(epoch_seed(self.cfg.seed, self.epoch, self.dist.rank))  # dropout etc.
+                self._emit("on_epoch_start")
+                metrics = {"epoch": self.epoch + 1, **self.train_one_epoch()}
+                if self.val_loader is not None:
+                    metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()})
+                    require_finite_validation_loss(metrics)
+                self.history.append(metrics)
+                self._emit("on_epoch_end", metrics)
+                if self.should_stop:
+                    break
+        finally:
+            self._emit("on_fit_end")  # also when the run stops with an error: bars and writers close
         return self.history
 
     def train_one_epoch(self) -> dict:
@@ -47,6 +55,7 @@ class Trainer:
         set_train_mode(self.model)
         totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen
         lr = self.optimizer.param_groups[-1]["lr"]  # the head's group: what the user asked for
+        self.loss_watch.start_epoch(self.epoch)
         start = time.perf_counter()
         for step, (x, y) in enumerate(self.train_loader):
             last_of_group = (step + 1) % self.cfg.accumulate == 0 or step + 1 == len(self.train_loader)
@@ -55,11 +64,13 @@ class Trainer:
                 with self._autocast():
                     logits = self.model(x)
                     loss = self.criterion(logits, y)
+                self.loss_watch.note(step, loss, self.optimizer.param_groups[-1]["lr"])
                 self.scaler.scale(loss / self.cfg.accumulate).backward()
             if last_of_group:
                 self._optimizer_step()
             totals += _batch_totals(loss.detach().float() * len(y), logits, y)
             self._emit("on_batch_end", step, loss)
+        self.loss_watch.check()
         totals = self.dist.sum(totals)
         seconds = time.perf_counter() - start
         loss_sum, correct, seen = totals.tolist()
