@@ -135,4 +135,4 @@ def test_training_whose_checkpoint_write_fails_with_enospc_portably(bars_folder,
     assert line == (f"visionfit: error: no space left on device while writing {run / 'last.ckpt'}; free space in {run} "
                     f"or choose another output folder; the previous last.ckpt is intact")
     monkeypatch.undo()
-    assert load_resume_state(run / "last.ckpt")["epoch"] == 0 and temporaries(run) == []
+    assert load_resume_state(run)["epoch"] == 0 and temporaries(run) == []
