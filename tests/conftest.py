@@ -26,3 +26,16 @@ def tiny_splits() -> DatasetSplits:
         train=Samples(labels=train_labels, images=train_images),
         val=Samples(labels=val_labels, images=val_images),
     )
+
+
+def model_meta(architecture: str = "lenet", class_names=("a", "b", "c"), in_channels: int = 1, input_size: int = 28,
+               **fields) -> dict:
+    """Metadata as a visionfit run writes it into a model file (MNIST's statistics per channel);
+    `fields` add to or replace its fields."""
+    from visionfit.data.transforms import Preset
+
+    mean, std = (0.1307,) * in_channels, (0.3081,) * in_channels
+    preset = Preset(size=input_size, channels=in_channels, mean=mean, std=std, small=True, flip=False)
+    return {"architecture": architecture, "model_args": {}, "class_names": list(class_names),
+            "in_channels": in_channels, "input_size": input_size, "mean": list(mean), "std": list(std),
+            "preset": preset.to_dict(), **fields}

@@ -41,6 +41,7 @@ class WeightSource:
     channels: int | None = None  # planes the first conv reads
     mapping: str = "name"  # how tensors pair with the model's: by "name" or by "order"
     model_args: dict = field(default_factory=dict)  # constructor arguments these weights need
+    num_classes: int | None = None  # classes the weights' head scores, when known
 
     @property
     def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -89,7 +90,7 @@ def _torchvision_weights(name: str) -> WeightSource:
     return WeightSource(
         _fix_torchvision_keys(name, state), f"torchvision {type(weights).__name__}.{weights.name}",
         size=preprocess.crop_size[0], mean=tuple(preprocess.mean), std=tuple(preprocess.std), channels=RGB,
-        model_args=_torchvision_builder_args(name, weights),
+        model_args=_torchvision_builder_args(name, weights), num_classes=len(weights.meta["categories"]),
     )
 
 
@@ -120,7 +121,8 @@ def _timm_weights(name: str) -> WeightSource:
     offline = offline_checkpoint(name)
     if offline is not None:
         state = read_weight_file(offline.path)[0]
-        return WeightSource(state, offline.origin, offline.size, offline.mean, offline.std, RGB, offline.mapping)
+        return WeightSource(state, offline.origin, offline.size, offline.mean, offline.std, RGB, offline.mapping,
+                            num_classes=offline.num_classes)
     import timm
 
     cfg = timm.get_pretrained_cfg(name)
@@ -136,7 +138,8 @@ def _timm_weights(name: str) -> WeightSource:
     cfg = model.pretrained_cfg
     channels, size, _ = cfg["input_size"]
     origin = f"timm {cfg.get('hf_hub_id') or cfg.get('url') or name}"
-    return WeightSource(model.state_dict(), origin, size, tuple(cfg["mean"]), tuple(cfg["std"]), channels)
+    return WeightSource(model.state_dict(), origin, size, tuple(cfg["mean"]), tuple(cfg["std"]), channels,
+                        num_classes=model.num_classes)
 
 
 def _offline_hint(problem: str, where: str, cache: str) -> str:
@@ -153,7 +156,7 @@ def file_weights(path: str | Path) -> WeightSource:
     if meta is None:
         return WeightSource(state, str(path), channels=_stem_channels(state))
     return WeightSource(state, str(path), meta.get("input_size"), tuple(meta["mean"]), tuple(meta["std"]),
-                        meta.get("in_channels"))
+                        meta.get("in_channels"), num_classes=len(meta["class_names"]))
 
 
 def read_weight_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
