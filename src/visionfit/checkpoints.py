@@ -128,9 +128,11 @@ def _check_class_names(names: list, source: str) -> None:
     odd = next((name for name in names if not isinstance(name, str)), None)
     if odd is not None:
         raise _malformed(source, f"class name {str(odd)[:40]} is {_kind(odd)}, not text")
-    if len(set(names)) != len(names):
-        twice = next(name for name in names if names.count(name) > 1)
-        raise _malformed(source, f"class name {twice[:40]!r} appears twice")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise _malformed(source, f"class name {name[:40]!r} appears twice")
+        seen.add(name)
 
 
 def _check_bounds(field: str, value: int, low: int, high: int, source: str) -> None:
