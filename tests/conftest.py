@@ -39,3 +39,14 @@ def make_preset(size: int, channels: int, mean, std, small: bool, flip: bool = F
     else:
         spec = Preprocess.for_crop(size, channels, EVAL_CROP_FRACTION, interpolation, mean, std)
     return Preset(spec, small=small, flip=flip, rotation=rotation, pad=pad)
+
+
+def model_meta(architecture: str = "lenet", class_names=("a", "b", "c"), in_channels: int = 1, input_size: int = 28,
+               **fields) -> dict:
+    """Metadata as a visionfit run writes it into a model file (MNIST's statistics per channel);
+    `fields` add to or replace its fields."""
+    mean, std = (0.1307,) * in_channels, (0.3081,) * in_channels
+    preset = make_preset(input_size, in_channels, mean, std, small=True)
+    return {"architecture": architecture, "model_args": {}, "class_names": list(class_names),
+            "in_channels": in_channels, "input_size": input_size, "mean": list(mean), "std": list(std),
+            "preprocess": preset.preprocess.describe(), "preset": preset.augmentation(), **fields}

@@ -1,19 +1,23 @@
 import os
+import json
+from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
 
 import visionfit
+from visionfit.infer.runner import load_classifier
 from visionfit.checkpoints import load_resume_state, read_meta, read_resume_state, save_model_file, save_resume_state
 from visionfit.errors import ModelError
+
+from .conftest import model_meta
 
 
 def test_model_file_round_trip_keeps_outputs_and_metadata(tmp_path):
     net = visionfit.create_model("lenet_bn", num_classes=4, in_channels=3).eval()
     net(torch.randn(2, 3, 28, 28))  # running stats are part of the file too
-    meta = {"architecture": "lenet_bn", "model_args": {}, "class_names": list("abcd"), "in_channels": 3}
-    save_model_file(tmp_path / "m.safetensors", net, meta)
+    save_model_file(tmp_path / "m.safetensors", net, model_meta("lenet_bn", list("abcd"), in_channels=3))
     loaded = visionfit.load_model(tmp_path / "m.safetensors")
     x = torch.randn(3, 3, 28, 28)
     assert torch.equal(loaded(x), net(x))
@@ -124,3 +128,27 @@ def test_with_both_checkpoints_damaged_the_error_names_both_and_how_to_start_aga
 def test_resuming_a_folder_that_is_not_there_says_so(tmp_path):
     with pytest.raises(ModelError, match="is not a run directory"):
         load_resume_state(tmp_path / "nope")
+
+
+def test_tied_weights_are_stored_once_and_tied_again(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "models"))
+    net = visionfit.create_model("custom_net:TiedNet", num_classes=3).eval()
+    save_model_file(tmp_path / "m.safetensors", net, model_meta("custom_net:TiedNet"))
+    with safetensors.safe_open(tmp_path / "m.safetensors", framework="pt") as f:
+        assert len(list(f.keys())) == 5  # 6 state_dict entries, one of them shared
+    loaded = visionfit.load_model(tmp_path / "m.safetensors", trust_code=True)
+    assert loaded.classify.weight is loaded.encode.weight
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(loaded(x), net(x))
+
+
+def test_a_file_written_by_a_release_without_preprocess_and_format_still_loads(tmp_path):
+    net = visionfit.create_model("lenet", num_classes=3)
+    meta = model_meta(visionfit_version="0.1.0", dataset="bars", weights=None, metrics={"val_acc": 0.9})
+    del meta["preprocess"]  # 0.1.0 wrote the preset alone: size, channels, mean, std and the augmentation
+    meta["preset"] = {"size": 28, "channels": 1, "mean": [0.1307], "std": [0.3081], "small": True, "flip": False,
+                      "rotation": 0.0, "pad": 3}
+    safetensors.torch.save_model(net, str(tmp_path / "m.safetensors"), metadata={"visionfit": json.dumps(meta)})
+    assert visionfit.load_model(tmp_path / "m.safetensors").visionfit_meta["metrics"] == {"val_acc": 0.9}
+    spec = load_classifier(tmp_path / "m.safetensors", "cpu").preset.preprocess
+    assert (spec.size, spec.resize, spec.resize_side, spec.mean) == (28, "both", 28, (0.1307,))

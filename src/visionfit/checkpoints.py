@@ -2,13 +2,17 @@
 
 A model file (`best.safetensors`) is safetensors weights plus JSON metadata: the
 architecture and its arguments, class names in index order, the preprocessing preset,
-the visionfit version and the run's metrics. `load_model` rebuilds the net from it alone.
+the visionfit version and the run's metrics. `load_model` rebuilds the net from it alone,
+treating the file as data: the metadata is checked field by field (`check_meta`), and
+what it describes is built only within the limits of models/safety.py (no code outside
+visionfit without trust_code=True, no arguments that open files, tensors that fit).
 
 A resume checkpoint (`last.ckpt`) is a torch file of tensors and plain containers only,
 so `torch.load(weights_only=True)` reads it: nothing is ever unpickled. The one it
 replaced is kept as `previous.ckpt`, which a resume falls back to when last.ckpt is damaged.
 """
 import json
+import math
 import os
 import re
 import sys
@@ -22,12 +26,21 @@ from torch import nn
 
 from .errors import ModelError
 from .files import atomic_path
+from .models.safety import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE, build_described
 
 FORMAT = "visionfit-model/1"
 META_KEY = "visionfit"
 LAST_STATE, PREVIOUS_STATE = "last.ckpt", "previous.ckpt"
 RESUME_KEYS = {"epoch": int, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "history": list,
                "best_score": float, "config": dict}
+# What every model file's metadata must hold, and as what JSON type. Other fields (metrics,
+# dataset, weights, a newer writer's additions) are allowed and checked by whoever reads them.
+REQUIRED_FIELDS = {"architecture": str, "class_names": list, "in_channels": int, "input_size": int,
+                   "mean": list, "std": list, "preset": dict}
+_JSON_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
+               dict: "an object", type(None): "null"}  # for messages, in the words of the JSON the file holds
+
+
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -50,31 +63,125 @@ def save_model_file(path: str | Path, model: nn.Module, meta: dict) -> None:
 
 
 def read_meta(path: str | Path) -> dict:
-    """The metadata of a visionfit model file, without loading its weights."""
+    """The checked metadata of a visionfit model file, without loading its weights."""
+    return _read_header(path)[0]
+
+
+def _read_header(path: str | Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
+    """(checked metadata, tensor name -> shape) from the file's header; reading it allocates no tensor."""
     path = _existing(path)
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except Exception as error:  # safetensors raises its own types for foreign/corrupt files
         raise ModelError(f"{path} is not a readable safetensors file ({error}); pass a visionfit model file such as runs/exp/best.safetensors") from error
     if raw is None:
         raise ModelError(f"{path} has no visionfit metadata; it is plain weights — use --weights {path} with --model NAME to load them into an architecture")
-    return json.loads(raw)
+    return check_meta_text(raw, str(path)), shapes
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def check_meta_text(raw: str, source: str) -> dict:
+    """The metadata a model file stores as JSON text under META_KEY, parsed and checked."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as error:  # RecursionError: absurdly nested JSON
+        raise _malformed(source, f"it is not JSON ({type(error).__name__}: {str(error)[:80]})") from error
+    return check_meta(meta, source)
+
+
+def check_meta(meta, source: str) -> dict:
+    """`meta` (from `source`, a file in words) once every field a reader relies on is present,
+    of its JSON type and within bounds; a ModelError naming the first that is not."""
+    if not isinstance(meta, dict):
+        raise _malformed(source, f"it is {_kind(meta)}, not an object")
+    for field, kind in REQUIRED_FIELDS.items():
+        if field not in meta:
+            raise _malformed(source, f"it has no '{field}'")
+        if not isinstance(meta[field], kind) or isinstance(meta[field], bool):
+            raise _malformed(source, f"'{field}' is {_kind(meta[field])}, not {_JSON_KINDS[kind]}")
+    if meta.get("format", FORMAT) != FORMAT:
+        raise ModelError(f"{source} is a model file of format {str(meta['format'])[:40]!r}; this visionfit reads "
+                         f"{FORMAT}: upgrade visionfit")
+    _check_class_names(meta["class_names"], source)
+    _check_bounds("in_channels", meta["in_channels"], 1, MAX_CHANNELS, source)
+    _check_bounds("input_size", meta["input_size"], MIN_IMAGE_SIDE, MAX_IMAGE_SIDE, source)
+    for field in ("mean", "std"):
+        _check_statistics(field, meta[field], meta["in_channels"], source)
+    _check_preset(meta["preset"], meta, source)
+    return meta
+
+
+def _check_class_names(names: list, source: str) -> None:
+    if not 1 <= len(names) <= MAX_CLASSES:
+        raise _malformed(source, f"it has {len(names)} class names; a model scores 1 to {MAX_CLASSES:,} classes")
+    odd = next((name for name in names if not isinstance(name, str)), None)
+    if odd is not None:
+        raise _malformed(source, f"class name {str(odd)[:40]} is {_kind(odd)}, not text")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise _malformed(source, f"class name {name[:40]!r} appears twice")
+        seen.add(name)
+
+
+def _check_bounds(field: str, value: int, low: int, high: int, source: str) -> None:
+    if not low <= value <= high:
+        raise _malformed(source, f"'{field}' is {value}, outside {low}..{high}")
+
+
+def _check_statistics(field: str, values: list, channels: int, source: str) -> None:
+    """One finite number per channel; a std also above zero (the image is divided by it)."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    if len(values) != channels or not numbers or (field.endswith("std") and min(values) <= 0):
+        positive = " above zero" if field.endswith("std") else ""
+        raise _malformed(source, f"'{field}' is {str(values)[:60]}, not {channels} finite number(s){positive}, "
+                                 "one per input channel")
+
+
+def _check_preset(values: dict, meta: dict, source: str) -> None:
+    """The preprocessing the readers rebuild (preset_from_meta: "preprocess", or a 0.1.0 file's
+    "preset"), checked and consistent with the fields above."""
+    from .data.transforms import preset_from_meta
+
+    try:
+        preset = preset_from_meta(meta)
+    except (TypeError, KeyError, ValueError, ModelError) as error:
+        raise _malformed(source, f"its preprocessing is not usable ({type(error).__name__}: {error})") from error
+    if (preset.size, preset.channels) != (meta["input_size"], meta["in_channels"]):
+        raise _malformed(source, f"its preprocessing is for {preset.channels!r} x {preset.size!r} px input, the model "
+                                 f"for {meta['in_channels']} x {meta['input_size']} px")
+    augmentation = values
+    if not (isinstance(augmentation.get("small"), bool) and isinstance(augmentation.get("flip"), bool)
+            and isinstance(augmentation.get("rotation", 0.0), (int, float))
+            and math.isfinite(augmentation.get("rotation", 0.0))
+            and isinstance(augmentation.get("pad", 0), int) and 0 <= augmentation.get("pad", 0) <= MAX_IMAGE_SIDE):
+        raise _malformed(source, "'preset' has a small, flip, rotation or pad of the wrong type or out of range")
+
+
+def _kind(value) -> str:
+    return _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _malformed(source: str, problem: str) -> ModelError:
+    return ModelError(f"{source} has malformed visionfit metadata: {problem}. The file is corrupt or was edited; "
+                      "use a model file a visionfit run wrote")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", trust_code: bool = False) -> nn.Module:
     """Rebuild a trained model from its file alone; returns it in eval mode.
 
     The metadata is available as `model.visionfit_meta` (class names, preset, metrics).
+    trust_code=True allows a file whose architecture is a `package.module:Class`: loading it
+    imports that module, which runs its code, so pass it only for files you trust.
     """
-    from .models import create_model
-
-    meta = read_meta(path)
-    model = create_model(meta["architecture"], num_classes=len(meta["class_names"]),
-                         in_channels=meta["in_channels"], **meta.get("model_args", {}))
-    missing, unexpected = safetensors.torch.load_model(model, str(_existing(path)), strict=False, device=str(device))
-    if missing or unexpected:
-        raise ModelError(f"{path} does not match architecture {meta['architecture']}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    meta, shapes = _read_header(path)
+    model = build_described(meta["architecture"], len(meta["class_names"]), meta["in_channels"],
+                            meta.get("model_args", {}), shapes, str(path), trust_code)
+    try:
+        safetensors.torch.load_model(model, str(path), strict=True, device=str(device))
+    except Exception as error:  # safetensors raises its own types for a file that changed since its header was read
+        raise ModelError(f"{path}: cannot load its tensors ({error}); the file is corrupt or was edited") from error
     model.visionfit_meta = meta
     return model.to(device).eval()
 

@@ -26,6 +26,7 @@ from .errors import ConfigError, TrainingDiverged
 from .files import write_text_atomic
 from .models import natural_input
 from .models.partial import LoadReport, load_weights
+from .models.safety import build_described
 from .models.transfer import UnfreezeBackbone, freeze, model_classes, optimizer_groups, replace_head
 from .models.weights import WeightSource, weight_source
 from .resolve import ModelSpec, Resolved, model_spec, resolve, saved_plan
@@ -118,20 +119,18 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
     config = Config.from_dict(record).replace(project=str(run_dir.parent), name=run_dir.name, **overrides)
     if data is not None:
         config = config.replace(data=data)
-    _check_architecture(config.model.model, run_dir / "last.ckpt", trust_code)
     done = state["epoch"] + 1
     if done >= config.train.epochs:
         raise ConfigError(f"{run_dir} already finished {done} epochs, all that --epochs {config.train.epochs} "
                           f"asks for; give a larger --epochs to train longer")
+    plan, spec, preset, class_names = saved_plan(record)
+    net = _saved_net(spec, state["model"], run_dir, trust_code)
     dist, device = _session(config)
     with _writing(run_dir, dist):
-        plan, spec, preset, class_names = saved_plan(record)
         splits = resolve_splits(config.data, config.train.seed)
         require_training_data(splits)
         prepared = prepare_data(config.data, splits, plan)
         _same_data(run_dir, class_names, preset, prepared)
-        net = spec.build()
-        net.load_state_dict(state["model"])  # before any features are cached from the backbone
         resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
@@ -281,12 +280,15 @@ def _model(spec: ModelSpec, module: nn.Module | None, source: WeightSource | Non
     return net, report
 
 
-def _check_architecture(name: str, where: Path, trust_code: bool) -> None:
-    """A model name read from a file resolves to visionfit's, torchvision's or timm's builders,
-    unless the user trusts the file's code (see models.safety)."""
-    from .models.safety import check_architecture
-
-    check_architecture(name, str(where), trust_code)
+def _saved_net(spec: ModelSpec, weights: dict, run_dir: Path, trust_code: bool) -> nn.Module:
+    """The net a checkpoint describes, with its weights: the record is a file, so its architecture
+    name and arguments are checked, and its tensors must fit a skeleton built on the meta device,
+    before anything is imported or allocated (models/safety.py)."""
+    shapes = {key: tuple(tensor.shape) for key, tensor in weights.items()}
+    net = build_described(spec.architecture, spec.num_classes, spec.in_channels, spec.args, shapes,
+                          str(run_dir / "last.ckpt"), trust_code)
+    net.load_state_dict(weights)  # before any features are cached from the backbone
+    return net
 
 
 def _freeze(net: nn.Module, config: Config, dist: Distributed) -> None:
@@ -336,7 +338,8 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
     if prepared.test is not None and len(prepared.test):
         dist.barrier()
         loader = BatchLoader(prepared.test, prepared.preset, config.data.batch_size, train=False, device=device)
-        trainer.model = load_model(run_dir / "best.safetensors", device=device)
+        # This run wrote it a moment ago from the model it trains, whatever code that is.
+        trainer.model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
         test = trainer.evaluate(loader)
     result = FitResult(run_dir, score(best_row), best_row["epoch"], trainer.history, test, resolved,
                        train_images=len(prepared.train), val_images=len(prepared.val) if prepared.val is not None else 0,

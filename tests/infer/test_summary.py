@@ -1,10 +1,15 @@
 """summary: output shapes, parameter counts (trainable / frozen) and MACs against known totals."""
+from pathlib import Path
+
 import pytest
 from torch import nn
 
 import visionfit
+from visionfit.checkpoints import save_model_file
 from visionfit.cli import main
-from visionfit.errors import ModelError
+from visionfit.errors import ConfigError, ModelError
+
+from ..conftest import model_meta
 
 
 def test_lenet_layers_and_totals():
@@ -65,3 +70,18 @@ def test_summary_cli_prints_the_table(capsys):
     out = capsys.readouterr().out
     assert "features.0" in out and "Conv2d" in out and "ReLU" in out
     assert "lenet: 61,706 parameters" in out and "416.52 KMACs for input 1x1x28x28" in out
+
+
+def test_an_input_larger_than_any_image_is_refused_before_building():
+    with pytest.raises(ConfigError, match="at most 4096 px a side"):
+        visionfit.summary("resnet18", input_size=(1, 3, 5000, 5000))
+
+
+def test_a_model_file_naming_outside_code_needs_trust(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "models"))
+    path = tmp_path / "m.safetensors"
+    save_model_file(path, visionfit.create_model("custom_net:TinyNet", num_classes=3, in_channels=1),
+                    model_meta("custom_net:TinyNet", input_size=32))
+    with pytest.raises(ModelError, match="code outside visionfit; loading it would import and run 'custom_net'"):
+        visionfit.summary(path)
+    assert visionfit.summary(path, trust_code=True).rows[-1].output_shape == "[1, 3]"

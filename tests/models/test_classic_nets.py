@@ -1,5 +1,6 @@
 """Every registered classic net builds, runs forward and backward, and keeps d2l's shapes."""
 import inspect
+import time
 
 import pytest
 import torch
@@ -103,6 +104,14 @@ def test_dry_run_leaves_batchnorm_statistics_untouched():
         assert torch.count_nonzero(bn.running_mean) == 0
 
 
+def test_the_dry_run_allocates_nothing_at_the_largest_size():
+    # A real dry run of alexnet at 4096 px would allocate ~6 GB of activations; on meta it is instant.
+    started = time.perf_counter()
+    with torch.device("meta"):
+        model = create_model("alexnet_d2l", input_size=4096)
+    assert model.head[1].in_features == 256 * 126 * 126 and time.perf_counter() - started < 1
+
+
 def test_vgg_ratio_divides_channels():
     model = create_model("vgg11_d2l", ratio=4)
     convs = [m.out_channels for m in model.features.modules() if isinstance(m, nn.Conv2d)]
@@ -121,8 +130,10 @@ def test_saved_weights_load_into_a_rebuild_with_the_same_args():
         ("lenet", {"act": "tanh"}, "act must be one of sigmoid, relu"),
         ("lenet", {"pool": "median"}, "pool must be one of avg, max"),
         ("lenet", {"dropout": 0.5}, "unexpected keyword argument 'dropout'"),
-        ("alexnet_d2l", {"input_size": 48}, "alexnet_d2l cannot take 48 x 48 images"),
-        ("nin", {"input_size": 32}, "nin cannot take 32 x 32 images"),
+        ("alexnet_d2l", {"input_size": 48}, "alexnet_d2l cannot take 48 x 48 images .*use a larger --image-size"),
+        ("nin", {"input_size": 32}, "nin cannot take 32 x 32 images .*use a larger --image-size"),
+        ("lenet", {"input_size": 100_000}, r"lenet cannot take 100000 x 100000 images \(at most 4096 px a side\); "
+                                           "use a smaller --image-size"),
         ("vgg11_d2l", {"ratio": 0}, "ratio must be a whole number"),
     ],
 )

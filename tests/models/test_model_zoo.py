@@ -1,4 +1,5 @@
 """Name resolution: torchvision, timm and `module:Class` models, unknown names, natural inputs."""
+import ast
 import sys
 from pathlib import Path
 
@@ -6,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+import visionfit.models
 from visionfit.errors import ModelError
-from visionfit.models import create_model, list_models, natural_input, register_model
+from visionfit.models import create_model, list_models, model_args_for_input, natural_input, register_model
 
 SMALL = 64  # px: every sampled model pools globally, so a small input keeps the suite fast
 
@@ -67,6 +69,43 @@ def test_unknown_timm_name_suggests_timm_names():
 def test_bad_torchvision_args_are_model_errors():
     with pytest.raises(ModelError, match="unexpected keyword argument 'depth'"):
         create_model("resnet18", depth=3)
+
+
+def test_out_of_range_values_are_model_errors():
+    with pytest.raises(ModelError, match=r"model 'mobilenet_v3_small' cannot be built with .*dropout=2.0: .*probability"):
+        create_model("mobilenet_v3_small", dropout=2.0)
+
+
+@pytest.mark.parametrize("name, classes", [("lenet", 10), ("resnet18_d2l", 10), ("resnet18", 1000),
+                                           ("timm:mobilenetv3_small_050", 1000)])
+def test_default_classes_are_the_architectures_own(name, classes):
+    from visionfit.models.transfer import model_classes
+
+    assert model_classes(create_model(name)) == classes
+
+
+@pytest.mark.parametrize("name, size, given, expected", [
+    ("lenet", 32, {}, {"input_size": 32}),
+    ("lenet", 28, {}, {}),  # its natural side
+    ("lenet", 32, {"input_size": 40, "act": "relu"}, {"input_size": 40, "act": "relu"}),
+    ("alexnet_d2l", 96, {}, {"input_size": 96}),
+    ("resnet18", 64, {}, {}),  # pools globally
+    ("timm:resnet18", 64, {"drop_rate": 0.1}, {"drop_rate": 0.1}),
+])
+def test_classic_nets_are_sized_for_their_input(name, size, given, expected):
+    args = model_args_for_input(name, size, given)
+    assert args == expected
+    side = args.get("input_size", size)
+    assert create_model(name, num_classes=3, **args)(torch.zeros(1, natural_input(name)[0], side, side)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("module", sorted(Path(visionfit.models.__file__).parent.glob("*.py")), ids=lambda p: p.name)
+def test_models_import_timm_and_torchvision_only_when_used(module):
+    # Together they take seconds to import, and `import visionfit.models` (a classic net) needs neither.
+    top_level = [node for node in ast.parse(module.read_text()).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    imported = {alias.name for node in top_level if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in top_level if isinstance(node, ast.ImportFrom) and node.module}
+    assert not {name for name in imported if name.split(".")[0] in ("timm", "torchvision")}
 
 
 def test_duplicate_registration_is_refused():

@@ -14,15 +14,18 @@ from huggingface_hub import constants as hf_constants
 from skimage import data as skimage_data
 
 import visionfit
-from visionfit.checkpoints import load_resume_state
+from visionfit.checkpoints import load_resume_state, save_model_file
 from visionfit.config import Config
 from visionfit.data.prepare import plan_input
+from visionfit.data.preprocess import Preprocess
 from visionfit.data.samples import UNLABELLED, Samples
 from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 from visionfit.errors import ModelError
 from visionfit.models import create_model
 from visionfit.models.partial import load_weights
 from visionfit.models.weights import pretrained_weights
+
+from ..conftest import model_meta
 
 FAST = dict(epochs=1, lr=0.05, batch_size=64, quiet=True, pad=0, freeze="backbone")
 
@@ -139,3 +142,52 @@ def test_packaged_efficientnet_lite0_knows_a_cat_and_an_espresso_through_its_own
         top3 = model(x).topk(3).indices.tolist()
     assert top3[0][0] == 282 and 285 in top3[0]  # tiger cat, then Egyptian cat among the top 3
     assert top3[1][0] == 967  # espresso
+
+
+# --- create_model(..., pretrained=True / weights=PATH), as timm's create_model ------------------
+
+
+def test_create_model_pretrained_knows_a_cat_and_says_how_to_feed_it():
+    model = create_model("timm:efficientnet_lite0", pretrained=True).eval()
+    cfg = model.pretrained_cfg
+    assert cfg["num_classes"] == 1000 and cfg["input_size"] == (3, 224, 224)
+    assert cfg["mean"] == pytest.approx((127 / 255,) * 3)  # the weights' own, not timm's ImageNet default
+    assert (cfg["crop_pct"], cfg["interpolation"], cfg["crop_mode"]) == (224 / 256, "bicubic", "center")
+    spec = Preprocess.for_crop(224, 3, cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"])
+    x = torch.from_numpy(spec.apply(skimage_data.chelsea())).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        assert model(normalize(x, spec.mean, spec.std)).argmax(1).tolist() == [282]  # a cat (tiger cat)
+
+
+def test_create_model_pretrained_resizes_the_head_and_adapts_the_stem():
+    state = pretrained_weights("timm:efficientnet_lite0").state_dict  # the packaged file's names: _conv_stem, ...
+    model = create_model("timm:efficientnet_lite0", pretrained=True, num_classes=2, in_channels=1)
+    assert model.classifier.out_features == 2 and model.pretrained_cfg["num_classes"] == 1000
+    assert torch.allclose(model.conv_stem.weight, state["_conv_stem.weight"].sum(1, keepdim=True))  # grey: RGB summed
+    assert torch.equal(model.bn2.running_var, state["_bn1.running_var"])  # the backbone's last layer, loaded
+
+
+def test_create_model_loads_a_model_file_with_its_classes_and_preprocessing(tmp_path):
+    net = create_model("lenet_bn", num_classes=3).eval()
+    save_model_file(tmp_path / "m.safetensors", net, model_meta("lenet_bn", ["a", "b", "c"]))
+    model = create_model("lenet_bn", weights=tmp_path / "m.safetensors").eval()
+    cfg = model.pretrained_cfg
+    assert (cfg["num_classes"], cfg["input_size"], cfg["mean"], cfg["std"]) == (3, (1, 28, 28), (0.1307,), (0.3081,))
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(model(x), net(x))
+
+
+def test_create_model_from_a_state_dict_for_other_classes_leaves_the_head_initialised(tmp_path):
+    torch.save(create_model("lenet", num_classes=4).state_dict(), tmp_path / "w.pth")
+    model = create_model("lenet", weights=tmp_path / "w.pth")
+    assert model.head[-1].out_features == 10  # the architecture's default: the file does not say its classes
+    assert torch.equal(model.features[0].weight, torch.load(tmp_path / "w.pth")["features.0.weight"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"pretrained": True}, "no pretrained weights for 'lenet'"),
+    ({"pretrained": True, "weights": "w.pth"}, "pretrained=True and weights='w.pth' both choose"),
+])
+def test_create_model_refuses_what_it_cannot_load(kwargs, match):
+    with pytest.raises(ModelError, match=match):
+        create_model("lenet", **kwargs)

@@ -32,6 +32,13 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its horizontal flip")
     parser.add_argument("--workers", type=int, help="image decoding threads (default: one per core, at most 8)")
+    _add_trust_flag(parser)
+
+
+def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-code", action="store_true",
+                        help="load a model file whose architecture is package.module:Class: imports that module, "
+                             "which runs its code; only for files you trust")
 
 
 def _add_eval(parser) -> None:
@@ -46,7 +53,7 @@ def run_eval(args) -> None:
     from ..infer import evaluate
 
     report = evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
-                      out=args.out, tta=args.tta, workers=args.workers)
+                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code)
     print(report.format())
 
 
@@ -68,7 +75,9 @@ def run_predict(args) -> None:
     from ..infer.predict import failure_lines
 
     rows = predict(args.model, args.input, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
-                   format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers)
+                   format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers,
+                   trust_code=args.trust_code)
+    failed = sum(1 for row in rows if row["error"])
     print(f"wrote {len(rows):,} prediction{'s' if len(rows) != 1 else ''} to {args.out}")
     if "true" in (rows[0] if rows else {}):
         scored = [row for row in rows if not row["error"]]
@@ -89,6 +98,7 @@ def _add_export(parser) -> None:
                         help="check the file and compare it with PyTorch on real images at batch 1 and 7")
     parser.add_argument("--check-data", help="images for --check: a folder or CSV (default: the bundled MNIST sample)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference| (default 1e-4)")
+    _add_trust_flag(parser)
     parser.set_defaults(command=run_export)
 
 
@@ -100,7 +110,7 @@ def run_export(args) -> None:
         raise ConfigError("nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt")
     refuse_overwriting({"--onnx": args.onnx, "--torchscript": args.torchscript})
     options = dict(with_preprocessing=args.with_preprocessing, check=args.check, check_data=args.check_data,
-                   tolerance=args.tolerance)
+                   tolerance=args.tolerance, trust_code=args.trust_code)
     results = []
     if args.onnx:
         results.append(("ONNX", export_onnx(args.model, args.onnx, opset=args.opset, **options)))
@@ -123,13 +133,15 @@ def _add_summary(parser) -> None:
     parser.add_argument("--num-classes", type=int, help="output classes for a name (default 1000 for torchvision/timm, 10 for classic nets)")
     parser.add_argument("--model-args", nargs="*", metavar="KEY=VALUE", type=parse_key_value, default=[],
                         help="extra keyword arguments for the model factory (e.g. act=relu)")
+    _add_trust_flag(parser)
     parser.set_defaults(command=run_summary)
 
 
 def run_summary(args) -> None:
     from ..infer import summary
 
-    print(summary(args.model, input_size=args.input, num_classes=args.num_classes, model_args=dict(args.model_args)).format())
+    print(summary(args.model, input_size=args.input, num_classes=args.num_classes, model_args=dict(args.model_args),
+                  trust_code=args.trust_code).format())
 
 
 def _add_show_data(parser) -> None:

@@ -70,14 +70,16 @@ class EvalReport:
 
 
 def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
-             tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES) -> EvalReport:
+             tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES,
+             trust_code: bool = False) -> EvalReport:
     """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
 
     data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
     or a Samples object. Files go to `out`; by default next to a model file, in
     runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
+    trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
     """
-    classifier = load_classifier(model, device)
+    classifier = load_classifier(model, device, trust_code=trust_code)
     if isinstance(data, Samples):
         samples = data
     else:  # a dataset's held-out split (IDX folder, train/val folders, a name), else one folder or CSV

@@ -52,16 +52,17 @@ class Preprocessed(nn.Module):
 
 
 def export_onnx(model, path: str | Path, opset: int | None = None, with_preprocessing: bool = False,
-                check: bool = False, check_data=None, tolerance: float = 1e-4) -> ExportResult:
+                check: bool = False, check_data=None, tolerance: float = 1e-4, trust_code: bool = False) -> ExportResult:
     """Write `model` (a model file, or a module with visionfit metadata) as ONNX to `path`.
 
     check=True runs onnx.checker and compares onnxruntime with PyTorch on real images
     (`check_data`, else the bundled MNIST sample), raising ParityError over `tolerance`.
+    trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
     """
     check_outputs({"--onnx": path}, protected_inputs(model, check_data if check else None))
     if opset is not None and opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}: the exporter writes opset {MIN_OPSET} or newer; use --opset {MIN_OPSET} or more")
-    classifier, module = _deployable(model, with_preprocessing)
+    classifier, module = _deployable(model, with_preprocessing, trust_code)
     inputs = _check_inputs(classifier, with_preprocessing, check_data) if check else None  # bad --check-data fails fast
     program = _onnx_program(module, _example(classifier, with_preprocessing), opset)
     program.model.metadata_props.update(export_metadata(classifier, with_preprocessing))
@@ -75,10 +76,10 @@ def export_onnx(model, path: str | Path, opset: int | None = None, with_preproce
 
 
 def export_torchscript(model, path: str | Path, with_preprocessing: bool = False, check: bool = False,
-                       check_data=None, tolerance: float = 1e-4) -> ExportResult:
+                       check_data=None, tolerance: float = 1e-4, trust_code: bool = False) -> ExportResult:
     """Write `model` as a traced TorchScript file; check=True compares torch.jit.load's output with PyTorch."""
     check_outputs({"--torchscript": path}, protected_inputs(model, check_data if check else None))
-    classifier, module = _deployable(model, with_preprocessing)
+    classifier, module = _deployable(model, with_preprocessing, trust_code)
     inputs = _check_inputs(classifier, with_preprocessing, check_data) if check else None
     with warnings.catch_warnings():
         # torch 2.14 marks torch.jit deprecated; the user asked for TorchScript by name.
@@ -125,11 +126,11 @@ def export_metadata(classifier: Classifier, with_preprocessing: bool) -> dict[st
     }
 
 
-def _deployable(model, with_preprocessing: bool) -> tuple[Classifier, nn.Module]:
+def _deployable(model, with_preprocessing: bool, trust_code: bool) -> tuple[Classifier, nn.Module]:
     """The classifier on the CPU, and the module to export (wrapped when preprocessing goes inside)."""
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model)  # moving to the CPU must not move the caller's module
-    classifier = load_classifier(model, device="cpu")
+    classifier = load_classifier(model, device="cpu", trust_code=trust_code)
     module = classifier.model
     if with_preprocessing:
         module = Preprocessed(module, classifier.preset.mean, classifier.preset.std).eval()

@@ -28,17 +28,18 @@ FORMATS = {
 
 def predict(model, inputs, out: str | Path | None = None, images: str | None = None, topk: int = 0,
             tta: bool = False, format: str = "full", batch_size: int = 64, device=None,
-            workers: int | None = None) -> list[dict]:
+            workers: int | None = None, trust_code: bool = False) -> list[dict]:
     """Predict every image in `inputs` (an image, a list of images, a folder searched recursively,
     a CSV of image paths relative to `images`, or a Samples object) with `model` (a file or module).
 
     Returns one dict per image, in input order: image, label, confidence, top1..topK and
     top1_prob..topK_prob when topk > 0, true when the input is labelled, and error.
     Writes them to `out` as CSV when given, in `format` ("full" or "kaggle").
+    trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
     """
     if format not in FORMATS:
         raise ConfigError(f"--format {format} is not one of: {', '.join(FORMATS)}")
-    classifier = load_classifier(model, device)
+    classifier = load_classifier(model, device, trust_code=trust_code)
     names = classifier.class_names
     if not 0 <= topk <= len(names):
         raise ConfigError(f"--topk {topk} must be between 0 and the model's {len(names)} classes")

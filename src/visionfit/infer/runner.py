@@ -50,12 +50,16 @@ class Outputs:
     errors: dict[int, str]  # sample index -> why it has no probabilities (unreadable, non-finite output)
 
 
-def load_classifier(model, device=None, class_names: list[str] | None = None, preset: Preset | None = None) -> Classifier:
-    """A Classifier from a model file, or from a module (its `visionfit_meta`, or the names and preset given)."""
+def load_classifier(model, device=None, class_names: list[str] | None = None, preset: Preset | None = None,
+                    trust_code: bool = False) -> Classifier:
+    """A Classifier from a model file, or from a module (its `visionfit_meta`, or the names and preset given).
+
+    trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
+    """
     device = resolve_device(device)
     path = None
     if isinstance(model, (str, Path)):
-        path, model = Path(model), load_model(model, device)
+        path, model = Path(model), load_model(model, device, trust_code)
     meta = dict(getattr(model, "visionfit_meta", {}))
     names = class_names or meta.get("class_names")
     if preset is None and "preset" in meta:

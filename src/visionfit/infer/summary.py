@@ -17,11 +17,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoints import load_model
 from ..errors import ConfigError, ModelError
-from ..models import MODELS, create_model, natural_input
+from ..models import create_model, natural_input
+from ..models.registry import model_args_for_input
+from ..models.safety import MAX_IMAGE_SIDE
 from .text import format_table
-
-IMAGENET_CLASSES = 1000  # default head for torchvision / timm names, as their papers count MACs
-CLASSIC_CLASSES = 10
 
 
 @dataclass
@@ -65,15 +64,17 @@ def human(count: float) -> str:
 
 
 def summary(model_or_name, input_size: tuple[int, ...] | None = None, num_classes: int | None = None,
-            model_args: dict | None = None) -> ModelSummary:
+            model_args: dict | None = None, trust_code: bool = False) -> ModelSummary:
     """The layer table of a model name, a model file, or a module, at `input_size` (N, C, H, W).
 
     Without input_size: the model file's input, or the architecture's natural one at batch 1.
     A name is built with num_classes outputs (default: 1000 for torchvision / timm, 10 for classic nets).
+    trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
     """
     if input_size is not None and len(input_size) < 2:
         raise ConfigError(f"input size {tuple(input_size)} needs a batch dimension first, e.g. 1,3,224,224")
-    model, label, input_size = _model_and_input(model_or_name, input_size, num_classes, dict(model_args or {}))
+    model, label, input_size = _model_and_input(model_or_name, input_size, num_classes, dict(model_args or {}),
+                                                trust_code)
     model.eval()
     rows, total_macs = _trace(model, input_size, label)
     parameters = list(model.parameters())
@@ -83,24 +84,24 @@ def summary(model_or_name, input_size: tuple[int, ...] | None = None, num_classe
     return ModelSummary(label, tuple(input_size), rows, trainable, frozen, total_macs, size)
 
 
-def _model_and_input(model_or_name, input_size, num_classes, model_args) -> tuple[nn.Module, str, tuple]:
+def _model_and_input(model_or_name, input_size, num_classes, model_args, trust_code) -> tuple[nn.Module, str, tuple]:
     if isinstance(model_or_name, nn.Module):
         meta = getattr(model_or_name, "visionfit_meta", None)
         if input_size is None and meta is None:
             raise ConfigError("summary of a module needs input_size=(N, C, H, W)")
         return model_or_name, type(model_or_name).__name__, tuple(input_size or _meta_input(meta))
     if Path(model_or_name).suffix == ".safetensors" or Path(model_or_name).is_file():
-        model = load_model(model_or_name)
+        model = load_model(model_or_name, trust_code=trust_code)
         return model, str(model_or_name), tuple(input_size or _meta_input(model.visionfit_meta))
     name = str(model_or_name)
     channels, side = natural_input(name)
     input_size = tuple(input_size or (1, channels, side, side))
     if len(input_size) != 4:
         raise ConfigError(f"--input {','.join(map(str, input_size))} for model '{name}' must be N,C,H,W (e.g. 1,3,224,224)")
-    if name in MODELS and input_size[2] != side:
-        model_args.setdefault("input_size", input_size[2])  # classic nets size their classifier to it
-    classes = num_classes or (CLASSIC_CLASSES if name in MODELS else IMAGENET_CLASSES)
-    return create_model(name, num_classes=classes, in_channels=input_size[1], **model_args), name, input_size
+    if max(input_size[2:]) > MAX_IMAGE_SIDE:
+        raise ConfigError(f"--input {','.join(map(str, input_size))}: images of at most {MAX_IMAGE_SIDE} px a side")
+    args = model_args_for_input(name, input_size[2], model_args)
+    return create_model(name, num_classes=num_classes, in_channels=input_size[1], **args), name, input_size
 
 
 def _meta_input(meta: dict) -> tuple[int, int, int, int]:

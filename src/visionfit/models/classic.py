@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .registry import register_model
+from .safety import MAX_IMAGE_SIDE
 
 _ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 _POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
@@ -53,16 +54,25 @@ def _choice(table: dict, value: str, option: str) -> type[nn.Module]:
 
 
 def _feature_shape(name: str, features: nn.Module, in_channels: int, input_size: int) -> torch.Size:
-    """Shape (C, H, W) the features give for one image, by a dry run; a clear error if too small."""
+    """Shape (C, H, W) the features give for one image, by a dry run; a clear error if the size does not fit.
+
+    The dry run runs on the meta device, on shape-only copies of the weights: it computes shapes
+    and allocates nothing, so it also costs nothing when the model itself is built on meta.
+    """
+    if input_size > MAX_IMAGE_SIDE:
+        raise ModelError(f"{name} cannot take {input_size} x {input_size} images (at most {MAX_IMAGE_SIDE} px a side); "
+                         "use a smaller --image-size")
+    shapes_only = {key: torch.empty_like(tensor, device="meta")
+                   for key, tensor in [*features.named_parameters(), *features.named_buffers()]}
     was_training = features.training
-    features.eval()  # a train-mode dry run would move BatchNorm's running statistics
+    features.eval()  # as inference runs it: a train-mode BatchNorm1d refuses a batch of one
     try:
-        with torch.no_grad():
-            return features(torch.zeros(1, in_channels, input_size, input_size)).shape[1:]
-    except RuntimeError as err:
-        raise ModelError(
-            f"{name} cannot take {input_size} x {input_size} images ({err}); use a larger --image-size"
-        ) from err
+        x_nchw = torch.zeros(1, in_channels, input_size, input_size, device="meta")
+        return torch.func.functional_call(features, shapes_only, (x_nchw,)).shape[1:]
+    except RuntimeError as err:  # a pooling or conv window larger than what is left of the image
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"{name} cannot take {input_size} x {input_size} images ({reason}); "
+                         "use a larger --image-size") from err
     finally:
         features.train(was_training)
 

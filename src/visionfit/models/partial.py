@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from timm.models import adapt_input_conv
 from torch import nn
 
 from ..errors import ModelError
@@ -104,6 +103,8 @@ def _pair(state: dict, target: dict, mapping: str) -> tuple[list, list[str], lis
 
 def _classify(key: str, tensor: torch.Tensor, current: torch.Tensor, head: set, stem: str | None):
     """(report kind, value to load or None) for one checkpoint tensor paired with model entry `key`."""
+    from timm.models import adapt_input_conv  # here, not at the top: importing timm takes seconds
+
     if tensor.shape == current.shape:
         return "loaded", tensor
     if key == stem and tensor.ndim == 4 and tensor.shape[0] == current.shape[0] and tensor.shape[2:] == current.shape[2:]:

@@ -10,7 +10,6 @@ which the run then uses everywhere: the preset, config.yaml and the model file's
 Every load is safe: safetensors, or torch.load(weights_only=True), which refuses pickled
 code; there is no fallback to an unsafe load.
 """
-import json
 import pickle
 import re
 import zipfile
@@ -29,6 +28,8 @@ RGB = 3  # pretrained image nets read RGB
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")  # common checkpoint layouts
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+_TORCH_ZIP = b"PK\x03\x04"  # torch.save's format since torch 1.6: a zip archive
+_PICKLE_PROTO = b"\x80"  # the legacy torch.save format opens with a pickle PROTO opcode
 
 
 @dataclass
@@ -40,6 +41,7 @@ class WeightSource:
     preprocessing: WeightsPreprocessing = field(default_factory=WeightsPreprocessing)  # its eval recipe
     mapping: str = "name"  # how tensors pair with the model's: by "name" or by "order"
     model_args: dict = field(default_factory=dict)  # constructor arguments these weights need
+    num_classes: int | None = None  # classes the weights' head scores, when known
 
 
 def weight_source(model_cfg) -> WeightSource | None:
@@ -83,6 +85,7 @@ def _torchvision_weights(name: str) -> WeightSource:
     return WeightSource(
         _fix_torchvision_keys(name, state), f"torchvision {type(weights).__name__}.{weights.name}",
         torchvision_recipe(weights), model_args=_torchvision_builder_args(name, weights),
+        num_classes=len(weights.meta["categories"]),
     )
 
 
@@ -123,7 +126,7 @@ def _timm_weights(name: str) -> WeightSource:
     offline = offline_checkpoint(name)
     if offline is not None:
         state = read_weight_file(offline.path)[0]
-        return WeightSource(state, offline.origin, offline.recipe, offline.mapping)
+        return WeightSource(state, offline.origin, offline.recipe, offline.mapping, num_classes=offline.num_classes)
     import timm
 
     cfg = timm.get_pretrained_cfg(name)
@@ -138,7 +141,7 @@ def _timm_weights(name: str) -> WeightSource:
                                        "put it in the Hugging Face cache (HF_HOME)")) from error
     cfg = model.pretrained_cfg
     origin = f"timm {cfg.get('hf_hub_id') or cfg.get('url') or name}"
-    return WeightSource(model.state_dict(), origin, timm_recipe(cfg))
+    return WeightSource(model.state_dict(), origin, timm_recipe(cfg), num_classes=model.num_classes)
 
 
 def timm_recipe(cfg: dict) -> WeightsPreprocessing:
@@ -166,7 +169,7 @@ def file_weights(path: str | Path) -> WeightSource:
     state, meta = read_weight_file(path)
     if meta is None:
         return WeightSource(state, str(path), WeightsPreprocessing(channels=_stem_channels(state)))
-    return WeightSource(state, str(path), model_file_recipe(meta))
+    return WeightSource(state, str(path), model_file_recipe(meta), num_classes=len(meta["class_names"]))
 
 
 def model_file_recipe(meta: dict) -> WeightsPreprocessing:
@@ -189,11 +192,12 @@ def read_weight_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | 
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelError(f"--weights {path}: unknown weight file type '{path.suffix}'; "
                          f"give one of {', '.join(WEIGHT_SUFFIXES)}")
+    _require_torch_file(path)
     return _state_dict_in(_torch_load_weights_only(path), path), None
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
-    from ..checkpoints import META_KEY
+    from ..checkpoints import META_KEY, check_meta_text
 
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
@@ -201,21 +205,39 @@ def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
         state = safetensors.torch.load_file(str(path))
     except Exception as error:  # safetensors raises its own types for foreign/corrupt files
         raise ModelError(f"--weights {path} is not a readable safetensors file ({error})") from error
-    return _strip_wrappers(state), (json.loads(raw) if raw else None)
+    return _strip_wrappers(state), (check_meta_text(raw, f"--weights {path}") if raw is not None else None)
+
+
+def _require_torch_file(path: Path) -> None:
+    """Refuse what torch.save did not write (text, HTML, random bytes) by its first bytes, before
+    torch.load's unpickler would call it a file of pickled objects."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if not (head.startswith(_TORCH_ZIP) or head.startswith(_PICKLE_PROTO)):
+        raise ModelError(f"--weights {path} is not a PyTorch or safetensors weight file (it starts with {head!r}); "
+                         "give a file written by torch.save or safetensors")
 
 
 def _torch_load_weights_only(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise ModelError(
             f"--weights {path} holds pickled Python objects, not only tensors, and visionfit never unpickles "
-            f"code ({reason}). Where you trust the file, re-save just the weights: "
+            f"code ({_refused_object(error)}). Where you trust the file, re-save just the weights: "
             "torch.save(model.state_dict(), 'weights.pth') or safetensors.torch.save_model(model, 'weights.safetensors')"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise ModelError(f"--weights {path} is not a readable torch file ({error})") from error
+
+
+def _refused_object(error: pickle.UnpicklingError) -> str:
+    """From torch's long weights_only message, the part that names what was refused:
+    "Unsupported global: GLOBAL mymodule.Net" (the rest says how to load it unsafely)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line.split("WeightsUnpickler error:", 1)[1] for line in lines if "WeightsUnpickler error:" in line]
+    reason = named[0] if named else (lines[-1] if lines else type(error).__name__)
+    return reason.split(" was not an allowed global")[0].strip()
 
 
 def _state_dict_in(obj, path: Path) -> dict[str, torch.Tensor]:

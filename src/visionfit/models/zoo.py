@@ -1,7 +1,8 @@
 """Models from other libraries: torchvision, timm, and the user's own `module:Class`.
 
 Each is built with random weights, `num_classes` outputs and the asked-for input channels,
-so the rest of visionfit treats them like the classic nets.
+so the rest of visionfit treats them like the classic nets. timm and torchvision are
+imported on first use: together they take seconds to import, and a classic net needs neither.
 """
 import contextlib
 import difflib
@@ -12,10 +13,7 @@ import os
 import sys
 from typing import Any, Callable, Iterator
 
-import timm
 import torch
-import torchvision
-from timm.models import adapt_input_conv
 from torch import nn
 
 from ..errors import ModelError
@@ -29,13 +27,22 @@ _TORCHVISION_DEFAULTS = {
 _DEFAULT_INPUT = (3, 224)
 
 
+# What a constructor raises for arguments it cannot work with: a wrong keyword (TypeError), a
+# value out of range (ValueError, AssertionError, ZeroDivisionError), a model too big to allocate
+# (RuntimeError).
+_BAD_ARGUMENTS = (TypeError, ValueError, AssertionError, ArithmeticError, RuntimeError)
+
+
 def call_builder(label: str, builder: Callable, *args, **kwargs) -> nn.Module:
-    """Call a model constructor, turning a wrong keyword into an error the user can act on."""
+    """Call a model constructor, turning arguments it cannot work with into an error the user can act on."""
     try:
         return builder(*args, **kwargs)
-    except TypeError as err:
+    except NotImplementedError:
+        raise  # an operation the meta device lacks (see safety.py), not a bad argument
+    except _BAD_ARGUMENTS as err:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ModelError(f"model '{label}' cannot be built with {given}: {err}. Check --model-args.") from err
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"model '{label}' cannot be built with {given}: {reason}. Check --model-args.") from err
 
 
 # --- torchvision -------------------------------------------------------------------------
@@ -43,6 +50,8 @@ def call_builder(label: str, builder: Callable, *args, **kwargs) -> nn.Module:
 
 @functools.cache
 def _torchvision_names() -> tuple[str, ...]:
+    import torchvision
+
     # module=torchvision.models keeps to classification; detection/video live in submodules.
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
@@ -53,6 +62,8 @@ def torchvision_names() -> list[str]:
 
 def create_torchvision(name: str, num_classes: int, in_channels: int | None, **model_args) -> nn.Module:
     """A torchvision classification model; a first conv for `in_channels` when that is not 3."""
+    import torchvision
+
     args = {**_TORCHVISION_DEFAULTS.get(name, {}), **model_args}
     model = call_builder(name, torchvision.models.get_model, name, weights=None, num_classes=num_classes, **args)
     if in_channels not in (None, 3):
@@ -60,8 +71,17 @@ def create_torchvision(name: str, num_classes: int, in_channels: int | None, **m
     return model
 
 
+def torchvision_builder(name: str) -> Callable:
+    """torchvision's own factory for `name` (it takes the model's arguments as **kwargs)."""
+    import torchvision
+
+    return torchvision.models.get_model_builder(name)
+
+
 def torchvision_natural_input(name: str) -> tuple[int, int]:
     """3 x the crop size of the default weights (299 for inception_v3, 240 for efficientnet_b1...)."""
+    import torchvision
+
     weights = torchvision.models.get_model_weights(name).DEFAULT
     crop = weights.transforms.keywords.get("crop_size", _DEFAULT_INPUT[1])
     # Weights that pin the input (min_size == crop: ViT-H at 518, Swin-V2 at 256) were trained
@@ -73,6 +93,8 @@ def torchvision_natural_input(name: str) -> tuple[int, int]:
 
 def replace_first_conv(model: nn.Module, in_channels: int) -> None:
     """Swap the stem's Conv2d for one taking `in_channels` planes, other settings unchanged."""
+    from timm.models import adapt_input_conv
+
     name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
     new = nn.Conv2d(
         in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -92,10 +114,14 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> None:
 
 
 def timm_names() -> list[str]:
+    import timm
+
     return timm.list_models()
 
 
 def _check_timm(name: str) -> None:
+    import timm
+
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
@@ -103,6 +129,8 @@ def _check_timm(name: str) -> None:
 
 
 def create_timm(name: str, num_classes: int, in_channels: int | None, **model_args) -> nn.Module:
+    import timm
+
     _check_timm(name)
     channels = timm_natural_input(name)[0] if in_channels is None else in_channels
     return call_builder(
@@ -111,8 +139,18 @@ def create_timm(name: str, num_classes: int, in_channels: int | None, **model_ar
     )
 
 
+def timm_builder(name: str) -> Callable:
+    """timm's registered factory for `name` (it takes the model's arguments as **kwargs)."""
+    import timm
+
+    _check_timm(name)
+    return timm.models.model_entrypoint(name)
+
+
 def timm_natural_input(name: str) -> tuple[int, int]:
     """(channels, height) from timm's pretrained config; 3 x 224 for a model without one."""
+    import timm
+
     _check_timm(name)
     cfg = timm.get_pretrained_cfg(name)
     if cfg is None:
@@ -139,7 +177,8 @@ def _cwd_on_path() -> Iterator[None]:
             sys.path.remove(cwd)
 
 
-def _import_builder(spec: str) -> Callable:
+def import_builder(spec: str) -> Callable:
+    """The class or function `package.module:Name` names, importing its module (which runs its code)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr or ":" in attr:
         raise ModelError(f"model '{spec}' should look like package.module:ClassName")
@@ -157,41 +196,42 @@ def _import_builder(spec: str) -> Callable:
     return builder
 
 
-def _parameters(builder: Callable) -> dict[str, inspect.Parameter]:
+def builder_parameters(builder: Callable) -> dict[str, inspect.Parameter]:
+    """The constructor's parameters by name; empty when it has no readable signature."""
     try:
         return dict(inspect.signature(builder).parameters)
     except (TypeError, ValueError):  # a builtin or C extension without a signature
         return {}
 
 
-def _natural_value(builder: Callable, name: str, fallback: int) -> int:
-    """A class attribute, else the constructor's default, else the fallback."""
+def builder_default(builder: Callable, name: str, fallback: int) -> int:
+    """An int the builder declares for `name`: a class attribute, else the constructor's default, else the fallback."""
     value = getattr(builder, name, None)
     if isinstance(value, int):
         return value
-    default = _parameters(builder).get(name, None)
+    default = builder_parameters(builder).get(name, None)
     if default is not None and isinstance(default.default, int):
         return default.default
     return fallback
 
 
 def custom_natural_input(spec: str) -> tuple[int, int]:
-    builder = _import_builder(spec)
+    builder = import_builder(spec)
     channels, size = _DEFAULT_INPUT
-    return _natural_value(builder, "in_channels", channels), _natural_value(builder, "input_size", size)
+    return builder_default(builder, "in_channels", channels), builder_default(builder, "input_size", size)
 
 
 def create_custom(spec: str, num_classes: int, in_channels: int | None, **model_args) -> nn.Module:
     """The user's class or factory, given num_classes (and in_channels when it takes it)."""
-    builder = _import_builder(spec)
-    params = _parameters(builder)
+    builder = import_builder(spec)
+    params = builder_parameters(builder)
     if "num_classes" not in params:
         raise ModelError(f"'{spec}' does not take a num_classes argument; add one so visionfit can size its output")
     kwargs: dict[str, Any] = {"num_classes": num_classes, **model_args}
     if in_channels is not None:
         if "in_channels" in params:
             kwargs["in_channels"] = in_channels
-        elif in_channels != _natural_value(builder, "in_channels", _DEFAULT_INPUT[0]):
+        elif in_channels != builder_default(builder, "in_channels", _DEFAULT_INPUT[0]):
             raise ModelError(
                 f"'{spec}' takes no in_channels argument, so it cannot read {in_channels}-channel images; add one"
             )
