@@ -52,7 +52,7 @@ def test_val_split_zero_means_no_validation(tmp_path, class_folders):
 
 
 def test_own_validation_plus_val_split_is_refused(tmp_path, class_folders):
-    class_folders(tmp_path / "train", {"a": 2})
+    class_folders(tmp_path / "train", {"a": 2, "b": 2})
     class_folders(tmp_path / "val", {"a": 1})
     assert len(resolve(tmp_path).val) == 1
     with pytest.raises(ConfigError, match="drop one"):
@@ -70,7 +70,7 @@ def test_val_data_uses_train_class_indices(tmp_path, class_folders):
 
 
 def test_val_data_class_unknown_to_train_is_named(tmp_path, class_folders):
-    class_folders(tmp_path / "train", {"ants": 2})
+    class_folders(tmp_path / "train", {"ants": 2, "bees": 2})
     class_folders(tmp_path / "extra", {"wasps": 1})
     with pytest.raises(DataError, match="wasps"):
         resolve(tmp_path / "train", val_data=str(tmp_path / "extra"))
@@ -78,7 +78,7 @@ def test_val_data_class_unknown_to_train_is_named(tmp_path, class_folders):
 
 def test_csv_dispatch_and_unlabelled_csv_is_a_test_set(tmp_path, png, write_csv):
     for i in range(4):
-        png(tmp_path / f"{i}.png", np.zeros((2, 2), dtype=np.uint8))
+        png(tmp_path / f"{i}.png", np.full((2, 2), i, dtype=np.uint8))
     write_csv(tmp_path / "train.CSV", "image,label\n0.png,x\n1.png,y\n2.png,x\n3.png,y\n")
     write_csv(tmp_path / "test.csv", "image\n0.png\n1.png\n")
     train = resolve(tmp_path / "train.CSV", val_split=0.5)

@@ -78,9 +78,18 @@ def test_channel_stats_on_known_values():
     mean, std = channel_stats(store)
     assert mean == pytest.approx([0.5, 0.2]) and std == pytest.approx([0.5, 0.0], abs=1e-9)
     ragged = ImageStore([images[0], images[1][:, :1]], torch.zeros(2, dtype=torch.int64), ["x", "y"])
-    # Ragged: 4 + 2 pixels per channel; channel 0 is 255 in 2 of the first image's and both of
-    # the second's, so 4 / 6 (averaging per image first would give 0.75).
-    assert channel_stats(ragged)[0] == pytest.approx([4 / 6, 0.2])
+    # Ragged: every image weighs the same. Channel 0 is 255 in half of the first image and in
+    # all of the second: mean (0.5 + 1) / 2 = 0.75 (weighing pixels would give 4 / 6);
+    # mean of squares (0.5 + 1) / 2 too, so std = sqrt(0.75 - 0.75^2).
+    mean, std = channel_stats(ragged)
+    assert mean == pytest.approx([0.75, 0.2]) and std == pytest.approx([(0.75 - 0.75**2) ** 0.5, 0.0], abs=1e-9)
+
+
+def test_channel_stats_are_not_dominated_by_one_big_image():
+    small = [torch.zeros(1, 2, 2, dtype=torch.uint8) for _ in range(9)]
+    big = torch.full((1, 300, 300), 255, dtype=torch.uint8)  # 22,500x the pixels of a small one
+    store = ImageStore([*small, big], torch.zeros(10, dtype=torch.int64), [""] * 10)
+    assert channel_stats(store)[0] == pytest.approx([0.1])  # one image in ten is white
 
 
 def test_channel_stats_limit_samples_a_subset():

@@ -12,7 +12,7 @@ import torch
 from ..errors import DataError
 from .decode import guess_channels
 from .samples import DatasetSplits, Samples
-from .sources import limit_per_class, resolve
+from .sources import limit_per_class, refuse_single_class, resolve, settle_validation
 from .store import ImageStore, LazyImages, build_store, channel_stats, lazy_store
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
@@ -29,11 +29,21 @@ class PreparedData:
 
 
 def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
+    """The splits a run trains on, scanned and made safe before anything is decoded.
+
+    A path or name goes through sources.resolve; DatasetSplits given directly keep their own
+    validation but get the same checks: one class is refused, and validation or test images
+    that are also training images are left out of them.
+    """
     if isinstance(data_cfg.data, DatasetSplits):
         splits = data_cfg.data
+        if splits.train is not None:
+            refuse_single_class(splits)
+        splits = settle_validation(splits, seed)
     else:
         splits = resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
-                         val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir)
+                         val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir,
+                         label_column=data_cfg.label_column, image_column=data_cfg.image_column)
     if data_cfg.max_per_class and splits.train is not None:
         splits = dataclasses.replace(splits, train=limit_per_class(splits.train, data_cfg.max_per_class, seed))
     return splits
