@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from visionfit.data import store as store_module
 from visionfit.data.decode import load_image
 from visionfit.data.samples import Samples
+from visionfit.data.scan import with_scan
 from visionfit.data.store import ImageStore, build_store, channel_stats
 from visionfit.errors import DataError
 
@@ -99,3 +101,16 @@ def test_channel_stats_limit_samples_a_subset():
     assert full_mean == pytest.approx(49.5 / 255)
     partial = [channel_stats(store, limit=10, seed=seed)[0][0] for seed in (0, 0, 1)]
     assert partial[0] == partial[1] != partial[2]
+
+
+def test_files_the_scan_found_unusable_are_skipped_with_its_reason(tmp_path, png, monkeypatch):
+    paths = [png(tmp_path / f"{i}.png", np.full((3, 3), 10 * i, dtype=np.uint8)) for i in range(3)]
+    paths[1].write_bytes(b"")
+    scanned = with_scan(file_samples(paths, labels=[5, 6, 7]))
+    decoded = []
+    monkeypatch.setattr(store_module, "_try_load", lambda path, *args: decoded.append(path) or torch.zeros(1, 3, 3))
+    store = build_store(scanned, channels=1)
+    assert decoded == [paths[0], paths[2]]  # the empty file is not decoded again
+    assert store.labels.tolist() == [5, 7]
+    assert store.skipped == [(str(paths[1]), f"cannot read image {paths[1]} (the file is empty (0 bytes)); "
+                                             "remove or replace the file")]

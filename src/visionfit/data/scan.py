@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .decode import DECODE_ERRORS, decode, open_image
 from .samples import Samples
@@ -102,6 +102,8 @@ def _scan_file(path: Path, decode_fully: bool) -> tuple:
                 return _decoded(image, content, size, mode)
     except Image.DecompressionBombError as error:
         return _unusable("decompression bombs", f"more pixels than Pillow decodes safely ({error})")
+    except UnidentifiedImageError:  # its message names the in-memory copy, not the file
+        return _unusable("non-image files", "not in any image format Pillow reads")
     except DECODE_ERRORS as error:
         return _unusable("non-image files", f"not an image Pillow can read ({error})")
     return _digest(content), size, mode, None

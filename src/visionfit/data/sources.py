@@ -57,7 +57,7 @@ def resolve(
     if val_split is not None and not 0 <= val_split < 1:
         raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")
     splits = load_source(data, images, download_dir, label_column, image_column)
-    _refuse_conflicting_validation(splits, val_data, val_split)
+    refuse_conflicting_validation(splits, val_data, val_split)
     if splits.train is None:
         return splits
     refuse_single_class(splits)
@@ -174,7 +174,8 @@ def relabel(samples: Samples, source_names: list[str], target_names: list[str]) 
     return Samples(labels=lookup[samples.labels], paths=samples.paths, images=samples.images, origin=samples.origin)
 
 
-def _refuse_conflicting_validation(splits: DatasetSplits, val_data, val_split) -> None:
+def refuse_conflicting_validation(splits: DatasetSplits, val_data, val_split) -> None:
+    """Validation from two places, or for data without labels, is refused before any work."""
     if splits.train is None:
         if val_data is not None or val_split:
             raise ConfigError(
@@ -254,12 +255,12 @@ def _report_duplicates(train: Samples, class_names: list[str], split_here: bool)
         return
     copies = sum(len(rows) - 1 for rows in groups)
     where = "; each group kept on one side of the split" if split_here else ""
-    _tell(f"{copies} images are duplicates of others ({len(groups)} groups, e.g. {train.origin[groups[0][0]]} = "
-          f"{train.origin[groups[0][1]]}){where}")
+    _tell(f"{_count(copies, 'image')} duplicate others ({_count(len(groups), 'group')}, e.g. "
+          f"{train.origin[groups[0][0]]} = {train.origin[groups[0][1]]}){where}")
     conflicts = label_conflicts(groups, train.labels)
     if conflicts:
         one, other = conflicts[0]
-        _tell(f"{len(conflicts)} groups of identical images carry different labels (e.g. {train.origin[one]} is "
+        _tell(f"identical images carry different labels in {_count(len(conflicts), 'group')} (e.g. {train.origin[one]} is "
               f"'{class_names[train.labels[one]]}', {train.origin[other]} is '{class_names[train.labels[other]]}'); "
               "fix the labels")
 
@@ -269,6 +270,10 @@ def _report_classes_without_validation(train: Samples, val: Samples | None, clas
     missing = [class_names[label] for label in np.unique(train.labels) if label not in in_val]
     if missing:
         _tell(f"classes without validation images (one image, or only identical copies): {', '.join(missing)}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _tell(message: str) -> None:
