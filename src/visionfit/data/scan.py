@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import io
 import os
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,21 +124,22 @@ def _digest(content: bytes) -> bytes:
     return hashlib.blake2b(content, digest_size=DIGEST_BYTES).digest()
 
 
-def duplicate_groups(keys: list[bytes | None]) -> list[list[int]]:
-    """Rows of identical content, one list per content seen more than once, each in row order."""
-    rows_by_key = defaultdict(list)
-    for row, key in enumerate(keys):
-        if key is not None:
-            rows_by_key[key].append(row)
-    return [rows for rows in rows_by_key.values() if len(rows) > 1]
-
-
 def group_ids(keys: list[bytes | None]) -> np.ndarray:
     """One id per row, shared by rows of identical content (the first such row); an
     unusable row is its own group."""
     first_row = {}
     return np.array([row if key is None else first_row.setdefault(key, row) for row, key in enumerate(keys)],
                     dtype=np.int64)
+
+
+def duplicate_groups(keys: list[bytes | None]) -> list[list[int]]:
+    """Rows of identical content, one list per content seen more than once, each in row order."""
+    ids = group_ids(keys)
+    # Arrays, not a dict of lists: 60,000 small lists would keep the garbage collector busy.
+    rows = np.flatnonzero(np.bincount(ids, minlength=len(ids))[ids] > 1)
+    rows = rows[np.argsort(ids[rows], kind="stable")]
+    starts = np.flatnonzero(np.diff(ids[rows], prepend=-1))
+    return [part.tolist() for part in np.split(rows, starts[1:])] if len(rows) else []
 
 
 def leaked_rows(train_keys: list[bytes | None], held_out_keys: list[bytes | None]) -> np.ndarray:
