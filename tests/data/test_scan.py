@@ -114,7 +114,7 @@ def test_resolve_splits_refuses_validation_made_only_of_training_images():
 def test_resolve_splits_refuses_one_class():
     one_class = splits_of([1, 2, 3, 4], [5])
     one_class.train.labels[:] = 1
-    with pytest.raises(DataError, match=r"arrays has images of one class only \('b'\)"):
+    with pytest.raises(DataError, match=r"arrays has readable images of one class only \('b'\)"):
         resolve_splits(DataConfig(data=one_class), seed=0)
 
 

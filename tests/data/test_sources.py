@@ -163,3 +163,11 @@ def test_a_class_with_one_image_is_named_as_left_out_of_validation(tmp_path, cla
     splits = resolve(tmp_path)
     assert np.bincount(splits.val.labels, minlength=3).tolist() == [1, 1, 0]
     assert "classes without validation images (one image, or only identical copies): eel" in capsys.readouterr().err
+
+
+def test_a_class_whose_files_are_all_unreadable_leaves_one_class_and_is_refused(tmp_path, class_folders):
+    class_folders(tmp_path / "pets", {"cat": 3, "dog": 2})
+    for i in range(2):
+        (tmp_path / "pets" / "dog" / f"{i}.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"pets has readable images of one class only \('cat'\)"):
+        resolve(tmp_path / "pets")

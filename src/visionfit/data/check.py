@@ -15,8 +15,8 @@ import numpy as np
 from .decode import is_huge
 from .samples import DatasetSplits, Samples
 from .scan import FAULT_KINDS, duplicate_groups, group_ids, label_conflicts, leaked_rows, with_scan
-from .sources import (DEFAULT_VAL_SPLIT, load_source, load_split, refuse_conflicting_validation, refuse_same_data,
-                      split_train_val)
+from .sources import (DEFAULT_VAL_SPLIT, check_val_split, load_source, load_split, refuse_conflicting_validation,
+                      refuse_same_data, split_train_val)
 from .table import EMPTY_LABEL, MISSING_FILE
 
 IMBALANCE_LIMIT = 10.0  # largest class / smallest class above which imbalance is a problem
@@ -74,24 +74,27 @@ def check_data(data=None, images: str | None = None, val_data: str | None = None
     two places) raises the error training would.
     """
     refuse_same_data(data, val_data)
+    check_val_split(val_split)
     bad_rows: list[tuple[str, str]] = []
     splits = load_source(data, images, download_dir, label_column, image_column, bad_rows)
     refuse_conflicting_validation(splits, val_data, val_split)
     given_val = None if val_data is None else load_split(val_data, images, splits.class_names, label_column,
                                                          image_column, bad_rows)
+    val = given_val if given_val is not None else splits.val
     scanned = {name: with_scan(samples, decode_fully=True, workers=workers)
-               for name, samples in (("train", splits.train), ("validation", given_val or splits.val),
-                                     ("test", splits.test)) if samples is not None}
+               for name, samples in (("train", splits.train), ("validation", val), ("test", splits.test))
+               if samples is not None}
     fraction = DEFAULT_VAL_SPLIT if val_split is None else val_split
     split_here = "train" in scanned and "validation" not in scanned and fraction > 0 and splits.train.labelled
     train = scanned.get("train")
     # The split training would make: identical images on one side, so nothing leaks by construction.
-    split = split_train_val(train, fraction, seed, group_ids(train.scan.keys)) if split_here else None
+    train_val = (split_train_val(train, fraction, seed, group_ids(train.scan.keys)) if split_here
+                 else (train, scanned.get("validation")))
     findings = [
         *_file_findings(scanned),
         *_duplicate_findings(scanned, splits.class_names),
         _leak_finding(scanned, split_here),
-        *_class_findings(splits.class_names, train, split or (train, scanned.get("validation"))),
+        *_class_findings(splits.class_names, train, train_val),
         *_image_findings(scanned),
         *(Finding(kind, [text for found, text in bad_rows if found == kind]) for kind in (MISSING_FILE, EMPTY_LABEL)),
     ]
@@ -149,24 +152,31 @@ def _class_findings(class_names: list[str], source_train: Samples | None,
     training data, and the classes validation has no image of."""
     if source_train is None or not source_train.labelled:
         return [Finding("classes", problem=False, summary="no labels: images to predict on")]
-    train, val = train_val
-    train_counts = np.bincount(train.labels, minlength=len(class_names))
-    val_counts = np.bincount(val.labels, minlength=len(class_names)) if val is not None and val.labelled else None
     present = np.flatnonzero(np.bincount(source_train.labels, minlength=len(class_names)))
+    train, val = train_val
+    val = val if val is not None and val.labelled else None
+    return [_classes(class_names, present, train, val), _imbalance(source_train.labels, present),
+            _classes_without_validation(class_names, present, val)]
+
+
+def _classes(class_names: list[str], present: np.ndarray, train: Samples, val: Samples | None) -> Finding:
+    train_counts = np.bincount(train.labels, minlength=len(class_names))
+    val_counts = None if val is None else np.bincount(val.labels, minlength=len(class_names))
     per_class = [f"{class_names[label]}: train {train_counts[label]:,}"
                  + ("" if val_counts is None else f", validation {val_counts[label]:,}") for label in present]
     if len(present) < 2:
-        classes = Finding("classes", [f"images of {len(present)} class(es) only ({', '.join(per_class) or 'none'}); "
-                                      "a classifier needs two at least"])
-    else:
-        classes = Finding("classes", per_class, problem=False,
-                          summary=f"{len(present)} classes, {train_counts[present].min():,} to "
-                                  f"{train_counts[present].max():,} training images each")
-    return [classes, _imbalance(source_train.labels, present),
-            Finding("classes without validation images", problem=False, summary="no validation split")
-            if val_counts is None else
-            Finding("classes without validation images", [class_names[label] for label in present if not val_counts[label]],
-                    problem=False)]
+        return Finding("classes", [f"images of {len(present)} class(es) only ({', '.join(per_class) or 'none'}); "
+                                   "a classifier needs two at least"])
+    return Finding("classes", per_class, problem=False, summary=f"{len(present)} classes, {train_counts[present].min():,}"
+                                                                f" to {train_counts[present].max():,} training images each")
+
+
+def _classes_without_validation(class_names: list[str], present: np.ndarray, val: Samples | None) -> Finding:
+    check = "classes without validation images"
+    if val is None:
+        return Finding(check, problem=False, summary="no validation split")
+    in_val = set(val.labels.tolist())
+    return Finding(check, [class_names[label] for label in present if label not in in_val], problem=False)
 
 
 def _imbalance(labels: np.ndarray, present: np.ndarray) -> Finding:

@@ -28,7 +28,7 @@ class FolderWalk:
     (.ipynb_checkpoints) are skipped.
     """
 
-    def __init__(self, claimed: list[Path] = ()):
+    def __init__(self, claimed: tuple[Path, ...] = ()):
         # Real paths of folders already walked, or `claimed` (walked under their own names).
         self.seen_folders = {os.path.realpath(folder) for folder in claimed}
         self.seen_files: set[str] = set()
@@ -101,7 +101,7 @@ def load_class_folders(root: Path, class_names: list[str] | None = None) -> tupl
     names = [folder.name for folder in folders] if class_names is None else list(class_names)
     index = {name: i for i, name in enumerate(names)}
     # Links from one class into another (or up to the root) must not pull its images in again.
-    walk = FolderWalk(claimed=[root, *folders])
+    walk = FolderWalk(claimed=(root, *folders))
     paths, labels = [], []
     for folder in folders:
         if folder.name not in index:

@@ -12,7 +12,7 @@ import torch
 from ..errors import DataError
 from .decode import guess_channels
 from .samples import DatasetSplits, Samples
-from .sources import limit_per_class, refuse_single_class, resolve, settle_validation
+from .sources import limit_per_class, resolve, settle_validation
 from .store import ImageStore, LazyImages, build_store, channel_stats, lazy_store
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
@@ -36,10 +36,7 @@ def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
     that are also training images are left out of them.
     """
     if isinstance(data_cfg.data, DatasetSplits):
-        splits = data_cfg.data
-        if splits.train is not None:
-            refuse_single_class(splits)
-        splits = settle_validation(splits, seed)
+        splits = settle_validation(data_cfg.data, seed)
     else:
         splits = resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
                          val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir,

@@ -6,8 +6,8 @@
 
 Training uses it to keep identical images on one side of the split, to leave validation
 images that are also training images out of validation, and to skip unreadable files
-without decoding them; `visionfit check-data` scans with decode=True (every file decoded
-fully) and tabulates the findings (data/check.py).
+without decoding them; `visionfit check-data` scans with decode_fully=True (every file
+decoded) and tabulates the findings (data/check.py).
 """
 import dataclasses
 import hashlib
@@ -25,8 +25,8 @@ from .samples import Samples
 
 DIGEST_BYTES = 16  # blake2b digest size: collisions are out of reach at any dataset size
 # Why a file cannot be used, as the check-data table names it.
-FAULT_KINDS = ("unreadable files", "zero-byte files", "non-image files", "decompression bombs",
-               "truncated or corrupt images")
+UNREADABLE, ZERO_BYTES, NOT_AN_IMAGE, BOMB, CORRUPT = FAULT_KINDS = (
+    "unreadable files", "zero-byte files", "non-image files", "decompression bombs", "truncated or corrupt images")
 
 
 @dataclass
@@ -35,9 +35,9 @@ class SampleScan:
 
     keys: blake2b digest of each file's bytes (of each array image's pixels); equal keys mean
           identical content. None for a file that cannot be used.
-    sizes: int64 N x 2, (width, height) as each image's header states it ((0, 0) when
-          unreadable). The training split's sizes let the preprocessing follow the data's
-          majority, so one odd-sized image does not choose the recipe for all.
+    sizes: int64 N x 2, (width, height) as each image's header states it (before EXIF
+          rotation; (0, 0) when unreadable). The training split's sizes let the preprocessing
+          follow the data's majority, so one odd-sized image does not choose the recipe for all.
     modes: PIL mode of each image ("L", "RGB", "P", ...; "" when unreadable).
     faults: None for a usable image, else (kind, reason) with kind one of FAULT_KINDS.
     """
@@ -91,29 +91,30 @@ def _scan_file(path: Path, decode_fully: bool) -> tuple:
     try:
         content = Path(path).read_bytes()
     except OSError as error:
-        return _unusable("unreadable files", f"cannot read the file ({error.strerror or error})")
+        return _unusable(UNREADABLE, f"cannot read the file ({error.strerror or error})")
     if not content:
-        return _unusable("zero-byte files", "the file is empty (0 bytes)")
+        return _unusable(ZERO_BYTES, "the file is empty (0 bytes)")
     try:
         with open_image(io.BytesIO(content)) as image:
             size, mode = image.size, image.mode
-            if decode_fully:
-                return _decoded(image, content, size, mode)
     except Image.DecompressionBombError as error:
-        return _unusable("decompression bombs", f"more pixels than Pillow decodes safely ({error})")
+        return _unusable(BOMB, f"more pixels than Pillow decodes safely ({error})")
     except UnidentifiedImageError:  # its message names the in-memory copy, not the file
-        return _unusable("non-image files", "not in any image format Pillow reads")
+        return _unusable(NOT_AN_IMAGE, "not in any image format Pillow reads")
     except DECODE_ERRORS as error:
-        return _unusable("non-image files", f"not an image Pillow can read ({error})")
-    return _digest(content), size, mode, None
+        return _unusable(NOT_AN_IMAGE, f"not an image Pillow can read ({error})")
+    fault = _decoding_fault(content) if decode_fully else None
+    return None if fault else _digest(content), size, mode, fault
 
 
-def _decoded(image: Image.Image, content: bytes, size, mode) -> tuple:
+def _decoding_fault(content: bytes) -> tuple[str, str] | None:
+    """Why decoding the whole file fails (truncated, corrupt), or None when it decodes."""
     try:
-        decode(image)
+        with open_image(io.BytesIO(content)) as image:
+            decode(image)
     except DECODE_ERRORS as error:
-        return None, size, mode, ("truncated or corrupt images", f"cannot be decoded ({error})")
-    return _digest(content), size, mode, None
+        return CORRUPT, f"cannot be decoded ({error})"
+    return None
 
 
 def _unusable(kind: str, reason: str) -> tuple:

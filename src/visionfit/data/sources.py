@@ -54,8 +54,7 @@ def resolve(
     label_column / image_column name a CSV's columns (--val-data's too).
     """
     refuse_same_data(data, val_data)
-    if val_split is not None and not 0 <= val_split < 1:
-        raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")
+    check_val_split(val_split)
     splits = load_source(data, images, download_dir, label_column, image_column)
     refuse_conflicting_validation(splits, val_data, val_split)
     if splits.train is None:
@@ -80,18 +79,29 @@ def refuse_same_data(data, val_data) -> None:
 
 
 def refuse_single_class(splits: DatasetSplits) -> None:
-    """A classifier needs training images of two classes at least; one class "trains" to 100%."""
-    present = np.unique(splits.train.labels)
+    """A classifier needs training images of two classes at least; one class "trains" to 100%.
+
+    Once the training split is scanned, only the images it can read count.
+    """
+    train = splits.train
+    usable = train.labels if train.scan is None else train.labels[[fault is None for fault in train.scan.faults]]
+    present = np.unique(usable)
     if len(present) >= 2:
         return
+    readable = "" if train.scan is None else "readable "
     if not len(present):
-        raise DataError(f"{splits.name} has no training images; add images of at least two classes")
+        raise DataError(f"{splits.name} has no {readable}training images; add images of at least two classes")
     label = int(present[0])
     name = splits.class_names[label] if 0 <= label < len(splits.class_names) else str(label)
     raise DataError(
-        f"{splits.name} has images of one class only ('{name}'); a classifier needs at least two: "
+        f"{splits.name} has {readable}images of one class only ('{name}'); a classifier needs at least two: "
         "add images of another class"
     )
+
+
+def check_val_split(val_split: float | None) -> None:
+    if val_split is not None and not 0 <= val_split < 1:
+        raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")
 
 
 def load_source(data: str | Path | None, images: str | None = None, download_dir: str | None = None,
@@ -209,7 +219,7 @@ def settle_validation(splits: DatasetSplits, seed: int = 0, fraction: float = 0.
                       given_name: str = "--val-data") -> DatasetSplits:
     """Every split scanned, validation settled, nothing held out that training has; what changed is printed.
 
-    Validation is `given_val` (named `given_name` in messages), else the source's own, else
+    Training data with readable images of fewer than two classes is refused. Validation is `given_val` (named `given_name` in messages), else the source's own, else
     a stratified, seeded hold-out of `fraction` of train in which identical images stay
     together. Held-out images (validation, test) whose content is also in training are
     left out of them; a held-out split left with nothing is an error.
@@ -217,6 +227,7 @@ def settle_validation(splits: DatasetSplits, seed: int = 0, fraction: float = 0.
     if splits.train is None:
         return splits
     train = with_scan(splits.train)
+    refuse_single_class(dataclasses.replace(splits, train=train))
     split_here = given_val is None and splits.val is None and fraction > 0
     _report_duplicates(train, splits.class_names, split_here)
     if given_val is not None:
