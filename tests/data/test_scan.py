@@ -103,7 +103,8 @@ def test_resolve_splits_leaves_training_images_out_of_given_validation(capsys):
     splits = resolve_splits(DataConfig(data=splits_of([1, 2, 3, 4], [3, 7, 8])), seed=0)
     assert splits.val.images[:, 0, 0].tolist() == [7, 8]
     assert splits.train.scan.sizes.tolist() == [[1, 3]] * 4  # the sizes the preprocessing can choose by
-    assert "1 of the 3 images of arrays's validation split are also training images (e.g. array[0])" in capsys.readouterr().err
+    message = "1 of the 3 images of arrays's validation split are also training images (e.g. array[0])"
+    assert message in capsys.readouterr().err
 
 
 def test_resolve_splits_refuses_validation_made_only_of_training_images():

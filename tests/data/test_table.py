@@ -95,7 +95,8 @@ def test_empty_label_cells_are_counted_and_named_by_row(tmp_path, pictures, writ
 
 
 def test_bad_rows_can_be_collected_instead_of_refused(tmp_path, pictures, write_csv):
-    rows = ["imgs/a.png,x", "imgs/gone.png,x", "imgs/b.png,", "imgs/c.png,y"] + [f"imgs/gone{i}.png,y" for i in range(6)]
+    rows = ["imgs/a.png,x", "imgs/gone.png,x", "imgs/b.png,", "imgs/c.png,y"]
+    rows += [f"imgs/gone{i}.png,y" for i in range(6)]
     csv = write_csv(tmp_path / "t.csv", "image,label\n" + "\n".join(rows) + "\n")
     bad_rows = []
     names, samples = load_csv(csv, bad_rows=bad_rows)

@@ -73,7 +73,8 @@ def test_csv_refused_with_one_line(tmp_path, images, capsys, case):
 
 
 def test_image_weight_header_asks_for_label_column_then_trains_with_it(tmp_path, images, capsys):
-    csv = write(tmp_path, "image,weight,kind\n" + "".join(f"{i}.png,0.5,{label}\n" for i, label in enumerate(CATS_AND_DOGS)))
+    weighted = "".join(f"{i}.png,0.5,{label}\n" for i, label in enumerate(CATS_AND_DOGS))
+    csv = write(tmp_path, "image,weight,kind\n" + weighted)
     assert "--label-column NAME" in cli_error(capsys, "train", "--data", csv, "--images", images, *TRAIN)
     assert train(csv, images, "--label-column", "kind")["classes"] == ["cat", "dog"]
 
@@ -102,7 +103,8 @@ def test_duplicated_rows_stay_on_one_side_and_are_reported(tmp_path, images, cap
     assert summary["train_images"] + summary["val_images"] == 10
     assert "2 images duplicate others (1 group" in capsys.readouterr().err
     code, table = check_data(capsys, csv, images)
-    assert code == 1 and f"duplicate images (1):\n  {images / '0.png'} = {images / '0.png'} = {images / '0.png'}" in table
+    same = images / "0.png"
+    assert code == 1 and f"duplicate images (1):\n  {same} = {same} = {same}" in table
 
 
 @pytest.mark.parametrize("content", [

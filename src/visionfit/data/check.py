@@ -61,7 +61,8 @@ class DataReport:
         for finding in self.findings:
             if finding.items:
                 note = "" if finding.problem else ", note"
-                lines += ["", f"{finding.check} ({len(finding.items)}{note}):", *(f"  {item}" for item in finding.items)]
+                lines += ["", f"{finding.check} ({len(finding.items)}{note}):"]
+                lines += [f"  {item}" for item in finding.items]
         return "\n".join(lines)
 
 
@@ -167,8 +168,9 @@ def _classes(class_names: list[str], present: np.ndarray, train: Samples, val: S
     if len(present) < 2:
         return Finding("classes", [f"images of {len(present)} class(es) only ({', '.join(per_class) or 'none'}); "
                                    "a classifier needs two at least"])
-    return Finding("classes", per_class, problem=False, summary=f"{len(present)} classes, {train_counts[present].min():,}"
-                                                                f" to {train_counts[present].max():,} training images each")
+    fewest, most = train_counts[present].min(), train_counts[present].max()
+    return Finding("classes", per_class, problem=False,
+                   summary=f"{len(present)} classes, {fewest:,} to {most:,} training images each")
 
 
 def _classes_without_validation(class_names: list[str], present: np.ndarray, val: Samples | None) -> Finding:

@@ -66,7 +66,8 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         with os.scandir(folder) as entries:
             return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda e: e.name)
     except OSError as error:
-        raise DataError(f"cannot list folder {folder} ({error.strerror or error}); check that it is readable") from error
+        reason = error.strerror or error
+        raise DataError(f"cannot list folder {folder} ({reason}); check that it is readable") from error
 
 
 def _is_folder(entry: os.DirEntry) -> bool:

@@ -219,10 +219,11 @@ def settle_validation(splits: DatasetSplits, seed: int = 0, fraction: float = 0.
                       given_name: str = "--val-data") -> DatasetSplits:
     """Every split scanned, validation settled, nothing held out that training has; what changed is printed.
 
-    Training data with readable images of fewer than two classes is refused. Validation is `given_val` (named `given_name` in messages), else the source's own, else
-    a stratified, seeded hold-out of `fraction` of train in which identical images stay
-    together. Held-out images (validation, test) whose content is also in training are
-    left out of them; a held-out split left with nothing is an error.
+    Training data with readable images of fewer than two classes is refused. Validation is
+    `given_val` (named `given_name` in messages), else the source's own, else a stratified,
+    seeded hold-out of `fraction` of train in which identical images stay together.
+    Held-out images (validation, test) whose content is also in training are left out of
+    them; a held-out split left with nothing is an error.
     """
     if splits.train is None:
         return splits
@@ -271,9 +272,9 @@ def _report_duplicates(train: Samples, class_names: list[str], split_here: bool)
     conflicts = label_conflicts(groups, train.labels)
     if conflicts:
         one, other = conflicts[0]
-        _tell(f"identical images carry different labels in {_count(len(conflicts), 'group')} (e.g. {train.origin[one]} is "
-              f"'{class_names[train.labels[one]]}', {train.origin[other]} is '{class_names[train.labels[other]]}'); "
-              "fix the labels")
+        _tell(f"identical images carry different labels in {_count(len(conflicts), 'group')} "
+              f"(e.g. {train.origin[one]} is '{class_names[train.labels[one]]}', "
+              f"{train.origin[other]} is '{class_names[train.labels[other]]}'); fix the labels")
 
 
 def _report_classes_without_validation(train: Samples, val: Samples | None, class_names: list[str]) -> None:

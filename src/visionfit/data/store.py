@@ -161,7 +161,8 @@ def channel_stats(store: ImageStore, limit: int = 10000, seed: int = 0) -> tuple
     count = min(limit, len(store))
     picks = np.sort(np.random.default_rng(seed).choice(len(store), count, replace=False))
     channels = store.images[0].shape[0]
-    means, mean_squares, images = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), 0
+    means, mean_squares = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    images = 0
     for chunk in _chunks(store, picks):
         wide = chunk.to(torch.int64)
         pixels = wide.shape[2] * wide.shape[3]
