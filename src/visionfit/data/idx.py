@@ -35,7 +35,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             values = _read_values(path, stream, dtype, shape)
     # gzip.BadGzipFile is an OSError; a damaged deflate stream raises zlib.error, a cut one EOFError.
     except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"cannot read {path} ({error}); the file is corrupt or truncated, download it again") from error
+        raise DataError(f"cannot read {path} ({error}); check the file, or download it again") from error
     return values.astype(dtype.newbyteorder("="))
 
 
