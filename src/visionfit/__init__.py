@@ -17,6 +17,7 @@ _PUBLIC = {
     "load_model": "checkpoints", "read_meta": "checkpoints",
     "evaluate": "infer", "predict": "infer", "export_onnx": "infer", "export_torchscript": "infer",
     "summary": "infer", "show_data": "infer",
+    "check_data": "data.check",
     "VisionfitError": "errors", "ConfigError": "errors", "DataError": "errors", "ModelError": "errors",
 }
 

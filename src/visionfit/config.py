@@ -43,6 +43,8 @@ class DataConfig:
     workers: int | None = option(None, "data loading processes; default: min(8, cores - 1)")
     cache: str = option("ram", "ram: decode every image once and keep it; none: decode from disk each epoch", choices=["ram", "none"])
     download_dir: str | None = option(None, "where named datasets download to; default: ~/.cache/visionfit/datasets")
+    label_column: str | None = option(None, "the CSV column that holds the classes, when it is not named label, class, category or target")
+    image_column: str | None = option(None, "the CSV column that holds the image paths, when it is not named image, file, filename, path or id")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Tiny datasets made in tmp_path: image files, class folders, CSVs and IDX files."""
 import gzip
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,20 @@ def class_folders():
     """make(root, {"cat": 3, "dog": 2}) -> root with cat/0.png.. whose pixels all equal a known value.
 
     Image i of class c (c-th in sorted order) is filled with 10 * c + i, so a test can
-    tell from the pixels which file and class a sample came from.
+    tell from the pixels which file and class a sample came from. Its last pixel counts
+    the calls, so folders made by two calls never hold the same image (visionfit would
+    treat a validation image that training also has as a leak).
     """
+    calls = itertools.count(1)
 
     def make(root: Path, counts: dict[str, int], size: tuple[int, int] = (6, 4)) -> Path:
+        call = next(calls)
         for c, name in enumerate(sorted(counts)):
             (root / name).mkdir(parents=True, exist_ok=True)
             for i in range(counts[name]):
-                write_png(root / name / f"{i}.png", np.full(size, 10 * c + i, dtype=np.uint8))
+                pixels = np.full(size, 10 * c + i, dtype=np.uint8)
+                pixels[-1, -1] = 255 - call
+                write_png(root / name / f"{i}.png", pixels)
         return root
 
     return make

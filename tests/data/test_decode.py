@@ -1,8 +1,11 @@
 """load_image gives the right uint8 pixels for every PIL mode, orientation and failure."""
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from visionfit.data import decode
 from visionfit.data.decode import guess_channels, load_image, rgb_to_luma
 from visionfit.errors import DataError
 
@@ -165,3 +168,56 @@ def test_guess_channels_is_3_when_any_sampled_image_has_colour(tmp_path, png):
     assert guess_channels(greys + [broken]) == 1  # unreadable files are left to the store
     assert guess_channels(greys + [colour]) == 3
     assert guess_channels([broken]) == 3
+
+
+@pytest.fixture
+def huge_limit(monkeypatch):
+    """Pillow's pixel limit lowered to 50 x 50, and huge images decoded to a 10 px side, so a
+    "huge" test image is a few kilobytes: 60 x 60 and 50 x 100 are past the warning, 80 x 80 past twice it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 50)
+    monkeypatch.setattr(decode, "HUGE_IMAGE_SIDE", 10)
+
+
+# mode -> a 60 x 60 image of that mode whose every pixel decodes to 90.
+HUGE_IMAGES = {
+    "RGB": lambda: Image.new("RGB", (60, 60), (90, 90, 90)),
+    "P": lambda: palette_image([1] * 3600, [(0, 0, 0), (90, 90, 90)]).resize((60, 60)),
+    "I;16": lambda: Image.fromarray(np.full((60, 60), 90 * 257, dtype=np.uint16)),
+}
+
+
+@pytest.mark.parametrize("mode, suffix", [("RGB", ".png"), ("RGB", ".jpg"), ("P", ".png"), ("I;16", ".png")])
+def test_huge_image_is_decoded_reduced_without_a_warning(tmp_path, huge_limit, monkeypatch, mode, suffix):
+    path = tmp_path / f"huge{suffix}"
+    HUGE_IMAGES[mode]().save(path)
+    full_size = []
+    monkeypatch.setattr(decode, "_to_uint8", lambda im, real=decode._to_uint8: full_size.append(im.size) or real(im))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under `python -W error`: a DecompressionBombWarning would crash
+        pixels = load_image(path, channels=3)
+    assert pixels.shape == (10, 10, 3) and np.abs(pixels.astype(int) - 90).max() <= 2
+    assert max(full_size[0]) <= 30  # reduced before any conversion, never held at 60 x 60
+
+
+def test_huge_image_with_max_side_lands_on_max_side(tmp_path, huge_limit, png):
+    path = png(tmp_path / "wide.png", np.full((50, 100), 200, dtype=np.uint8))
+    assert load_image(path, channels=1, max_side=20).shape == (20, 40, 1)
+
+
+def test_decompression_bomb_is_a_data_error_with_its_reason(tmp_path, huge_limit, png):
+    path = png(tmp_path / "bomb.png", np.zeros((80, 80), dtype=np.uint8))
+    with pytest.raises(DataError, match="bomb.png has more pixels than Pillow decodes safely .*MAX_IMAGE_PIXELS"):
+        load_image(path, channels=1)
+
+
+def test_exif_rotated_huge_jpeg_is_upright(tmp_path, huge_limit):
+    stored = np.zeros((50, 100, 3), dtype=np.uint8)
+    stored[:, :50] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees clockwise
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    upright = load_image(path, channels=1)
+    # Tall once turned, shorter side 10 (JPEG's 1/4-scale draft rounds 50 px up to 13: 19 px, not 20).
+    assert upright.shape[1:] == (10, 1) and abs(upright.shape[0] - 20) <= 1
+    assert upright[:8].mean() > 200 and upright[12:].mean() < 50  # the white half is now on top

@@ -66,3 +66,28 @@ def test_flat_folder_is_unlabelled_for_prediction(tmp_path, png):
         png(tmp_path / f"{i}.png", np.zeros((2, 2), dtype=np.uint8))
     samples = load_image_folder(tmp_path, ["cat", "dog"])
     assert len(samples) == 3 and (samples.labels == UNLABELLED).all() and not samples.labelled
+
+
+def test_a_folder_link_that_loops_lists_each_file_once(tmp_path, class_folders):
+    class_folders(tmp_path, {"cat": 2, "dog": 2})
+    (tmp_path / "cat" / "again").symlink_to("../cat")  # os.walk would go 40 levels deep
+    (tmp_path / "cat" / "up").symlink_to("..")  # and this one would pull dog/ into cat
+    names, samples = load_class_folders(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in samples.paths] == ["cat/0.png", "cat/1.png", "dog/0.png",
+                                                                          "dog/1.png"]
+    np.testing.assert_array_equal(samples.labels, [0, 0, 1, 1])
+
+
+def test_a_file_reached_twice_is_listed_once_by_its_first_path(tmp_path, png):
+    png(tmp_path / "b.png", np.zeros((2, 2), dtype=np.uint8))
+    (tmp_path / "a_link.png").symlink_to("b.png")  # same file, reached first by name
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").symlink_to("../b.png")
+    assert [p.name for p in image_files(tmp_path)] == ["a_link.png"]
+
+
+def test_a_class_folder_of_links_to_another_class_is_named(tmp_path, class_folders):
+    class_folders(tmp_path, {"cat": 2})
+    (tmp_path / "kitten").symlink_to("cat")
+    with pytest.raises(DataError, match="kitten holds only links to images another class folder already has"):
+        load_class_folders(tmp_path)

@@ -94,3 +94,41 @@ def test_val_label_unknown_to_train_is_refused(tmp_path, write_idx):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1, 9], dtype=np.uint8))
     with pytest.raises(DataError, match="label 9"):
         load_idx_folder(tmp_path)
+
+
+def gzip_damaged_in_its_deflate_stream(content: bytes) -> bytes:
+    packed = bytearray(gzip.compress(content))
+    packed[10] = 0xFF  # the first deflate block header, right after the 10-byte gzip header
+    return bytes(packed)  # zlib.error: invalid block type
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(gzip_damaged_in_its_deflate_stream, id="corrupt-deflate"),
+        pytest.param(lambda content: gzip.compress(content)[:-30], id="cut-gzip"),
+        pytest.param(lambda content: b"\x1f\x8b" + b"\x00" * 30, id="bad-gzip-header"),
+    ],
+)
+def test_read_idx_damaged_gzip_is_a_data_error_naming_the_file(tmp_path, make):
+    images, _ = digits(40, seed=7)
+    content = bytes([0, 0, 8, 3]) + np.array(images.shape, dtype=">u4").tobytes() + images.tobytes()
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(make(content))
+    with pytest.raises(DataError, match="cannot read .*; check the file, or download it again") as error:
+        read_idx(path)
+    assert str(path) in str(error.value)
+
+
+def test_read_idx_with_bytes_past_its_shape_is_refused(tmp_path, write_idx):
+    path = write_idx(tmp_path / "labels", np.arange(5, dtype=np.uint8))
+    path.write_bytes(path.read_bytes() + b"\x00")
+    with pytest.raises(DataError, match="should hold 13 bytes for shape \\(5,\\) but holds more"):
+        read_idx(path)
+
+
+def test_read_idx_declaring_a_vast_shape_is_refused_without_allocating_it(tmp_path):
+    path = tmp_path / "vast"
+    path.write_bytes(bytes([0, 0, 8, 3]) + np.array([2**31, 2**31, 2**31], dtype=">u4").tobytes() + b"\x00" * 8)
+    with pytest.raises(DataError, match="but holds 24;"):
+        read_idx(path)

@@ -55,9 +55,10 @@ def test_cifar10_batches_become_hwc_arrays(tmp_path, monkeypatch):
     folder.mkdir()
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     planes = np.repeat(np.array([10, 20, 30], dtype=np.uint8), 1024)  # R plane, G plane, B plane
-    for batch in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    # Each batch brightened by its number, so no test image repeats a training image.
+    for offset, batch in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
         with open(folder / batch, "wb") as file:
-            pickle.dump({"data": np.stack([planes, planes // 2]), "labels": [3, 8]}, file)
+            pickle.dump({"data": np.stack([planes + offset, planes // 2 + offset]), "labels": [3, 8]}, file)
     with open(folder / "batches.meta", "wb") as file:
         pickle.dump({"label_names": names}, file)
     splits = resolve("CIFAR10", download_dir=str(tmp_path))

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from visionfit.data import store as store_module
 from visionfit.data.decode import load_image
 from visionfit.data.samples import Samples
+from visionfit.data.scan import with_scan
 from visionfit.data.store import ImageStore, build_store, channel_stats
 from visionfit.errors import DataError
 
@@ -78,9 +80,18 @@ def test_channel_stats_on_known_values():
     mean, std = channel_stats(store)
     assert mean == pytest.approx([0.5, 0.2]) and std == pytest.approx([0.5, 0.0], abs=1e-9)
     ragged = ImageStore([images[0], images[1][:, :1]], torch.zeros(2, dtype=torch.int64), ["x", "y"])
-    # Ragged: 4 + 2 pixels per channel; channel 0 is 255 in 2 of the first image's and both of
-    # the second's, so 4 / 6 (averaging per image first would give 0.75).
-    assert channel_stats(ragged)[0] == pytest.approx([4 / 6, 0.2])
+    # Ragged: every image weighs the same. Channel 0 is 255 in half of the first image and in
+    # all of the second: mean (0.5 + 1) / 2 = 0.75 (weighing pixels would give 4 / 6);
+    # mean of squares (0.5 + 1) / 2 too, so std = sqrt(0.75 - 0.75^2).
+    mean, std = channel_stats(ragged)
+    assert mean == pytest.approx([0.75, 0.2]) and std == pytest.approx([(0.75 - 0.75**2) ** 0.5, 0.0], abs=1e-9)
+
+
+def test_channel_stats_are_not_dominated_by_one_big_image():
+    small = [torch.zeros(1, 2, 2, dtype=torch.uint8) for _ in range(9)]
+    big = torch.full((1, 300, 300), 255, dtype=torch.uint8)  # 22,500x the pixels of a small one
+    store = ImageStore([*small, big], torch.zeros(10, dtype=torch.int64), [""] * 10)
+    assert channel_stats(store)[0] == pytest.approx([0.1])  # one image in ten is white
 
 
 def test_channel_stats_limit_samples_a_subset():
@@ -90,3 +101,16 @@ def test_channel_stats_limit_samples_a_subset():
     assert full_mean == pytest.approx(49.5 / 255)
     partial = [channel_stats(store, limit=10, seed=seed)[0][0] for seed in (0, 0, 1)]
     assert partial[0] == partial[1] != partial[2]
+
+
+def test_files_the_scan_found_unusable_are_skipped_with_its_reason(tmp_path, png, monkeypatch):
+    paths = [png(tmp_path / f"{i}.png", np.full((3, 3), 10 * i, dtype=np.uint8)) for i in range(3)]
+    paths[1].write_bytes(b"")
+    scanned = with_scan(file_samples(paths, labels=[5, 6, 7]))
+    decoded = []
+    monkeypatch.setattr(store_module, "_try_load", lambda path, *args: decoded.append(path) or torch.zeros(1, 3, 3))
+    store = build_store(scanned, channels=1)
+    assert decoded == [paths[0], paths[2]]  # the empty file is not decoded again
+    assert store.labels.tolist() == [5, 7]
+    assert store.skipped == [(str(paths[1]), f"cannot read image {paths[1]} (the file is empty (0 bytes)); "
+                                             "remove or replace the file")]

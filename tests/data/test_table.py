@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from visionfit.data.samples import UNLABELLED
-from visionfit.data.table import load_csv
+from visionfit.data.table import EMPTY_LABEL, MISSING_FILE, load_csv
 from visionfit.errors import DataError
 
 
@@ -39,16 +39,35 @@ def test_numeric_labels_sort_numerically_and_merge_spellings(tmp_path, pictures,
 
 
 @pytest.mark.parametrize(
-    "header, row",
+    "header, row, columns",
     [
-        ("name,kind", "imgs/a.png,cat"),  # no known names: first column, then second
-        ("label,Filename", "cat,imgs/a.png"),  # known names win over position
+        ("label,Filename", "cat,imgs/a.png", {}),  # known names win over position
+        ("name,kind", "imgs/a.png,cat", {"label_column": "KIND"}),  # no known label name: the flag names it
+        ("weight,pic,kind", "3,imgs/a.png,cat", {"label_column": "kind", "image_column": "pic"}),
     ],
 )
-def test_columns_found_by_name_or_position(tmp_path, pictures, write_csv, header, row):
+def test_columns_found_by_name_or_flag(tmp_path, pictures, write_csv, header, row, columns):
     csv = write_csv(tmp_path / "t.csv", f"{header}\n{row}\n")
-    names, samples = load_csv(csv)
+    names, samples = load_csv(csv, **columns)
     assert names == ["cat"] and samples.paths == [pictures / "a.png"]
+
+
+def test_an_unnamed_label_column_is_not_guessed(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "image,weight\nimgs/a.png,0.5\nimgs/b.png,2\n")
+    with pytest.raises(DataError, match=r"no label column .* other columns \(weight\).*--label-column NAME"):
+        load_csv(csv)
+
+
+def test_a_label_column_the_header_lacks_lists_the_columns(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "image,label\nimgs/a.png,x\n")
+    with pytest.raises(DataError, match=r"--label-column kind: .* no such column \(columns: image, label\)"):
+        load_csv(csv, label_column="kind")
+
+
+def test_semicolon_separated_file_is_read(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "image;label\nimgs/a.png;x\nimgs/b.png;y\n")
+    names, samples = load_csv(csv)
+    assert names == ["x", "y"] and samples.paths == [pictures / "a.png", pictures / "b.png"]
 
 
 def test_csv_without_label_column_is_unlabelled(tmp_path, pictures, write_csv):
@@ -69,10 +88,22 @@ def test_missing_files_listed_by_spreadsheet_row_with_total(tmp_path, pictures, 
     assert "gone5" not in message and "--images" in message
 
 
-def test_empty_label_cell_names_the_row(tmp_path, pictures, write_csv):
-    csv = write_csv(tmp_path / "t.csv", "image,label\nimgs/a.png,x\n\nimgs/b.png,\n")
-    with pytest.raises(DataError, match=r"row 4: the 'label' cell is empty"):
+def test_empty_label_cells_are_counted_and_named_by_row(tmp_path, pictures, write_csv):
+    csv = write_csv(tmp_path / "t.csv", "image,label\nimgs/a.png,x\n\nimgs/b.png,\nimgs/c.png,\n")
+    with pytest.raises(DataError, match=r"2 row\(s\) have an empty 'label' cell, e.g. row 4, row 5"):
         load_csv(csv)
+
+
+def test_bad_rows_can_be_collected_instead_of_refused(tmp_path, pictures, write_csv):
+    rows = ["imgs/a.png,x", "imgs/gone.png,x", "imgs/b.png,", "imgs/c.png,y"]
+    rows += [f"imgs/gone{i}.png,y" for i in range(6)]
+    csv = write_csv(tmp_path / "t.csv", "image,label\n" + "\n".join(rows) + "\n")
+    bad_rows = []
+    names, samples = load_csv(csv, bad_rows=bad_rows)
+    assert names == ["x", "y"] and samples.paths == [pictures / "a.png", pictures / "c.png"]
+    missing = [text for kind, text in bad_rows if kind == MISSING_FILE]
+    assert missing[0] == "t.csv row 3: imgs/gone.png" and len(missing) == 7  # every one, not the first five
+    assert [text for kind, text in bad_rows if kind == EMPTY_LABEL] == ["t.csv row 4"]
 
 
 def test_missing_header_is_explained(tmp_path, pictures, write_csv):

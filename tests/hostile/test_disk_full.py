@@ -107,7 +107,9 @@ def test_resume_after_freeing_space_finishes_the_run(tiny_disk, bars_folder, mon
 
 def test_predict_onto_a_full_disk_says_so_and_leaves_the_old_csv(tiny_disk, bars_folder, tmp_path, capsys):
     images, labels = pattern_images(24, seed=0)
-    splits = DatasetSplits("bars", CLASSES, Samples(labels=labels, images=images), Samples(labels=labels, images=images))
+    val_images, val_labels = pattern_images(12, seed=1)
+    splits = DatasetSplits("bars", CLASSES, Samples(labels=labels, images=images),
+                           Samples(labels=val_labels, images=val_images))
     trained = visionfit.fit("lenet_relu", splits, project=str(tmp_path / "runs"), epochs=1, quiet=True, image_size=16,
                             batch_size=16)
     out = tiny_disk / "predictions.csv"

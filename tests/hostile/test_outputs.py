@@ -24,7 +24,9 @@ def workspace(tmp_path_factory) -> Path:
     """runs/exp (a trained run), imgs/<class>/<i>.png and labels.csv (image,label for those images)."""
     root = tmp_path_factory.mktemp("workspace")
     images, labels = pattern_images(24, seed=0)
-    splits = DatasetSplits("bars", CLASSES, Samples(labels=labels, images=images), Samples(labels=labels, images=images))
+    val_images, val_labels = pattern_images(12, seed=1)
+    splits = DatasetSplits("bars", CLASSES, Samples(labels=labels, images=images),
+                           Samples(labels=val_labels, images=val_images))
     visionfit.fit("lenet_relu", splits, project=str(root / "runs"), epochs=1, quiet=True, image_size=16, batch_size=16)
     lines = ["image,label"]
     for i, (pixels, label) in enumerate(zip(images[:9], labels[:9])):

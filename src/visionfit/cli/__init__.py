@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import VisionfitError
-from . import compare, infer, train
+from . import check_data, compare, infer, train
 
-COMMAND_MODULES = [train, compare, infer]
+COMMAND_MODULES = [train, compare, infer, check_data]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,8 @@ Training, evaluation and prediction all decode through `load_image`, so an image
 looks the same to the model whichever command reads it.
 """
 import struct
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,36 @@ from ..errors import DataError
 # Modes that hold one grey value per pixel (before any alpha).
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+# Modes whose values Image.reduce must not average (palette indices, 1-bit) or cannot (16-bit).
+UNAVERAGED_MODES = frozenset({"1", "P", "PA", "I;16", "I;16L", "I;16B", "I;16N"})
+# Shorter side a huge image (over PIL's MAX_IMAGE_PIXELS) is decoded to when the caller keeps
+# images at full size: far above any input size, far below the gigabytes of the full image.
+HUGE_IMAGE_SIDE = 1024
 
 # What PIL raises for a truncated, corrupt or non-image file; we turn each into a DataError
 # so one bad file is reported (or skipped by the store) instead of crashing a run.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+# Warning filters are process-wide and decoding runs on threads: one open at a time changes them.
+_OPEN_LOCK = threading.Lock()
+
+
+def open_image(source) -> Image.Image:
+    """PIL's lazy open (it reads the header only), without PIL's DecompressionBombWarning.
+
+    Huge images are decoded reduced here, so the warning would only repeat for each of
+    them, or stop the run under `python -W error`. Past twice the limit PIL still raises
+    DecompressionBombError, which callers report as an unreadable file.
+    """
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(source)
+
+
+def is_huge(size: tuple[int, int]) -> bool:
+    """More pixels than PIL's MAX_IMAGE_PIXELS (its warning limit): never decoded at full size."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return limit is not None and size[0] * size[1] > limit
 
 
 def load_image(path: str | Path, channels: int, max_side: int | None = None) -> np.ndarray:
@@ -29,21 +57,42 @@ def load_image(path: str | Path, channels: int, max_side: int | None = None) -> 
     float grey are rounded and clipped to 0..255. channels=1 gives luminance as
     PIL's "L" conversion computes it; channels=3 gives RGB, grey replicated.
     max_side, when given, shrinks the image (antialiased, aspect kept) so its
-    shorter side is at most max_side pixels.
+    shorter side is at most max_side pixels; a huge image is shrunk even without it.
     """
     try:
-        with Image.open(path) as image:
-            if max_side is not None:
-                # JPEG can decode at 1/2, 1/4 or 1/8 scale almost for free; draft keeps
-                # both sides >= max_side, so the resize below still does the real work.
-                image.draft(image.mode, (max_side, max_side))
-            image = ImageOps.exif_transpose(image)
-            pixels = _to_uint8(image)
-    except _DECODE_ERRORS as error:
+        with open_image(path) as image:
+            pixels = decode(image, max_side)
+    except Image.DecompressionBombError as error:
+        raise DataError(
+            f"image {path} has more pixels than Pillow decodes safely ({error}); "
+            "shrink the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from error
+    except DECODE_ERRORS as error:
         raise DataError(f"cannot read image {path} ({error}); remove or replace the file") from error
-    if max_side is not None:
-        pixels = _shrink(pixels, max_side)
     return match_channels(pixels, channels)
+
+
+def decode(image: Image.Image, max_side: int | None = None) -> np.ndarray:
+    """An opened image's pixels as uint8 H x W (grey) or H x W x 3, upright, shorter side at most
+    max_side (HUGE_IMAGE_SIDE for a huge image when max_side is None). Raises PIL's errors."""
+    side = HUGE_IMAGE_SIDE if max_side is None and is_huge(image.size) else max_side
+    if side is not None:
+        image = _reduced(image, side)
+    pixels = _to_uint8(ImageOps.exif_transpose(image))
+    return pixels if side is None else _shrink(pixels, side)
+
+
+def _reduced(image: Image.Image, side: int) -> Image.Image:
+    """A cheaper image to shrink exactly later: JPEG decodes at 1/2, 1/4 or 1/8 scale almost
+    for free (draft keeps both sides >= side); a huge image of another format is reduced by
+    a whole factor right after it is read, so no copy or conversion of it exists at full size."""
+    image.draft(image.mode, (side, side))
+    factor = min(image.size) // side
+    if not is_huge(image.size) or factor < 2:
+        return image
+    if image.mode in UNAVERAGED_MODES:
+        return image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
+    return image.reduce(factor)
 
 
 def _to_uint8(image: Image.Image) -> np.ndarray:
@@ -135,8 +184,8 @@ def guess_channels(paths: list[str | Path], limit: int = 64) -> int:
     seen_grey = []
     for index in picks:
         try:
-            with Image.open(paths[index]) as image:
+            with open_image(paths[index]) as image:
                 seen_grey.append(_is_grey(image))
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
     return 1 if seen_grey and all(seen_grey) else 3

@@ -4,6 +4,7 @@ Classes are the subfolder names, sorted (as torchvision's ImageFolder does), so 
 class-to-index mapping is the same on every machine and in every run.
 """
 import os
+from collections import deque
 from pathlib import Path
 
 from ..errors import DataError
@@ -18,18 +19,69 @@ LAYOUTS = (
 )
 
 
+class FolderWalk:
+    """Lists image files, visiting each real folder and each real file once over all its calls.
+
+    Folders are followed through links, so a link that loops (class/again -> ../class)
+    or two links to one file cannot list a file twice: the first path that reaches a
+    file (breadth-first, by name) is the one listed. Hidden files and folders
+    (.ipynb_checkpoints) are skipped.
+    """
+
+    def __init__(self, claimed: tuple[Path, ...] = ()):
+        # Real paths of folders already walked, or `claimed` (walked under their own names).
+        self.seen_folders = {os.path.realpath(folder) for folder in claimed}
+        self.seen_files: set[str] = set()
+        self.repeats = 0  # image files not listed again because another path already reached them
+
+    def image_files(self, folder: Path) -> list[Path]:
+        """Image files under `folder`, recursively, sorted."""
+        found = []
+        pending = deque([(Path(folder), os.path.realpath(folder))])
+        self.seen_folders.add(pending[0][1])
+        while pending:
+            current, real_current = pending.popleft()
+            for entry in _entries(current):
+                # Only links need resolving; a plain entry's real path is its folder's plus its name.
+                real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real_current, entry.name)
+                if _is_folder(entry):
+                    if real not in self.seen_folders:
+                        self.seen_folders.add(real)
+                        pending.append((Path(entry.path), real))
+                elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                    self._list_file(Path(entry.path), real, found)
+        return sorted(found)
+
+    def _list_file(self, path: Path, real: str, found: list[Path]) -> None:
+        if real in self.seen_files:
+            self.repeats += 1
+        else:
+            self.seen_files.add(real)
+            found.append(path)
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The visible entries of `folder`, by name."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda e: e.name)
+    except OSError as error:
+        reason = error.strerror or error
+        raise DataError(f"cannot list folder {folder} ({reason}); check that it is readable") from error
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """A folder, or a link to one; False for a link that loops onto itself or leads nowhere
+    (such an entry named like an image is listed, and reported unreadable when read)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def image_files(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, hidden files and folders skipped, sorted."""
-    found = []
-    # os.walk (not rglob) so hidden folders such as .ipynb_checkpoints are pruned, not entered.
-    for parent, subfolders, names in os.walk(folder, followlinks=True):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found += [
-            Path(parent, name)
-            for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
-        ]
-    return sorted(found)
+    """Image files under `folder`, recursively, each real file once, hidden ones skipped, sorted."""
+    return FolderWalk().image_files(folder)
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -42,12 +94,15 @@ def load_class_folders(root: Path, class_names: list[str] | None = None) -> tupl
 
     With `class_names` (a validation or test folder) labels index into those names and
     a folder naming another class is an error; without, the folders define the classes.
+    A file reached from two class folders (through links) belongs to the first class.
     """
     folders = class_folders(root)
     if not folders:
         raise DataError(f"{root} has no class subfolders; {LAYOUTS}")
     names = [folder.name for folder in folders] if class_names is None else list(class_names)
     index = {name: i for i, name in enumerate(names)}
+    # Links from one class into another (or up to the root) must not pull its images in again.
+    walk = FolderWalk(claimed=(root, *folders))
     paths, labels = [], []
     for folder in folders:
         if folder.name not in index:
@@ -55,15 +110,21 @@ def load_class_folders(root: Path, class_names: list[str] | None = None) -> tupl
                 f"{folder} is class '{folder.name}', which the training data does not have "
                 f"(classes: {', '.join(names)}); rename or remove the folder"
             )
-        files = image_files(folder)
+        repeats = walk.repeats
+        files = walk.image_files(folder)
         if not files:
-            raise DataError(
-                f"class folder {folder} has no images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
-                "add images or remove the folder"
-            )
+            raise DataError(_empty_class_message(folder, linked_only=walk.repeats > repeats))
         paths += files
         labels += [index[folder.name]] * len(files)
     return names, Samples(labels=labels, paths=paths)
+
+
+def _empty_class_message(folder: Path, linked_only: bool) -> str:
+    if linked_only:
+        return (f"class folder {folder} holds only links to images another class folder already has; "
+                "remove the links or the folder")
+    return (f"class folder {folder} has no images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
+            "add images or remove the folder")
 
 
 def load_image_folder(root: Path, class_names: list[str] | None = None) -> Samples:

@@ -5,8 +5,11 @@ gzipped and optionally with t10k-* beside them (then t10k is the validation spli
 Kaggle's copies spell the names with a dot (train-images.idx3-ubyte); both work.
 """
 import gzip
+import math
 import re
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -15,37 +18,62 @@ from .samples import DatasetSplits, Samples
 
 # IDX type byte -> element dtype; sizes and elements are big-endian.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+READ_CHUNK_BYTES = 1 << 22
 IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx[13]-ubyte(\.gz)?$", re.IGNORECASE)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """The array stored in one IDX file (gzipped or raw), in native byte order."""
+    """The array stored in one IDX file (gzipped or raw), in native byte order.
+
+    The header is read first and then no more than the bytes it declares, so a corrupt,
+    truncated or overlong file is an error naming it, never a crash.
+    """
     path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        raise DataError(f"{path} is not an IDX file (bad magic number); replace it with a real IDX file")
-    dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
-    header_bytes = 4 + 4 * ndim
-    if len(raw) < header_bytes:
-        raise DataError(f"{path} ends inside its header; the file is truncated, download it again")
-    shape = tuple(int(size) for size in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected_bytes = header_bytes + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected_bytes:
-        raise DataError(
-            f"{path} should hold {expected_bytes} bytes for shape {shape} but holds {len(raw)}; "
-            "the file is truncated or corrupt, download it again"
-        )
-    values = np.frombuffer(raw, dtype=dtype, offset=header_bytes).reshape(shape)
+    try:
+        with _open_stream(path) as stream:
+            dtype, shape = _read_header(path, stream)
+            values = _read_values(path, stream, dtype, shape)
+    # gzip.BadGzipFile is an OSError; a damaged deflate stream raises zlib.error, a cut one EOFError.
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"cannot read {path} ({error}); check the file, or download it again") from error
     return values.astype(dtype.newbyteorder("="))
 
 
-def _read_bytes(path: Path) -> bytes:
-    """File contents, gunzipped when the file starts with the gzip magic bytes."""
-    try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError) as error:
-        raise DataError(f"cannot read {path} ({error}); check the file or download it again") from error
+def _open_stream(path: Path) -> BinaryIO:
+    """The file's bytes, gunzipped when it starts with the gzip magic bytes."""
+    with open(path, "rb") as file:
+        gzipped = file.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _read_header(path: Path, stream: BinaryIO) -> tuple[np.dtype, tuple[int, ...]]:
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number); replace it with a real IDX file")
+    ndim = magic[3]
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DataError(f"{path} ends inside its header; the file is truncated, download it again")
+    return np.dtype(IDX_DTYPES[magic[2]]), tuple(int(size) for size in np.frombuffer(sizes, dtype=">u4"))
+
+
+def _read_values(path: Path, stream: BinaryIO, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Exactly the values the header declares, read in chunks (memory never exceeds what is there)."""
+    expected = math.prod(shape) * dtype.itemsize
+    payload = bytearray()
+    while len(payload) < expected:
+        chunk = stream.read(min(READ_CHUNK_BYTES, expected - len(payload)))
+        if not chunk:
+            break
+        payload += chunk
+    if len(payload) < expected or stream.read(1):
+        header_bytes = 4 + 4 * len(shape)
+        holds = header_bytes + len(payload) if len(payload) < expected else "more"
+        raise DataError(
+            f"{path} should hold {header_bytes + expected} bytes for shape {shape} but holds {holds}; "
+            "the file is truncated or corrupt, download it again"
+        )
+    return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
 def idx_files(folder: Path) -> dict[tuple[str, str], Path]:

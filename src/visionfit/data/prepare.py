@@ -12,17 +12,16 @@ images through the eval preprocessing itself, so validation sees what `predict` 
 import dataclasses
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from ..errors import DataError
 from .decode import guess_channels
 from .preprocess import Preprocess, WeightsPreprocessing, pil_resize
 from .samples import DatasetSplits, Samples
-from .sources import limit_per_class, resolve
+from .scan import with_scan
+from .sources import limit_per_class, resolve, settle_validation
 from .store import ImageStore, build_store, channel_stats, lazy_store
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
@@ -63,11 +62,18 @@ class PreparedData:
 
 
 def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
+    """The splits a run trains on, scanned and made safe before anything is decoded.
+
+    A path or name goes through sources.resolve; DatasetSplits given directly keep their own
+    validation but get the same checks: one class is refused, and validation or test images
+    that are also training images are left out of them.
+    """
     if isinstance(data_cfg.data, DatasetSplits):
-        splits = data_cfg.data
+        splits = settle_validation(data_cfg.data, seed)
     else:
         splits = resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
-                         val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir)
+                         val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir,
+                         label_column=data_cfg.label_column, image_column=data_cfg.image_column)
     if data_cfg.max_per_class and splits.train is not None:
         splits = dataclasses.replace(splits, train=limit_per_class(splits.train, data_cfg.max_per_class, seed))
     return splits
@@ -163,31 +169,17 @@ class _ResizeTo:
 
 
 def _majority_size(samples: Samples) -> tuple[tuple[int, int], int, int]:
-    """((h, w) shared by the most training images, how many share it, how many were looked at)."""
+    """((h, w) shared by the most training images, how many share it, how many were looked at),
+    from the scan's header sizes (unreadable files left out)."""
     if samples.images is not None:
         return tuple(samples.images.shape[1:3]), len(samples), len(samples)
-    sizes = [hw for hw in _header_sizes(samples.paths) if hw is not None]
+    scan = with_scan(samples).scan
+    sizes = [(int(h), int(w)) for (w, h), fault in zip(scan.sizes, scan.faults) if fault is None]
     if not sizes:
         raise DataError(f"none of the {len(samples)} training images could be read; check the data "
                         f"(first: {samples.paths[0]})")
     (common, count), = Counter(sizes).most_common(1)
     return common, count, len(sizes)
-
-
-def _header_sizes(paths) -> list[tuple[int, int] | None]:
-    """(h, w) of each image from its header (nothing decoded), None for a file that cannot be opened."""
-    def size(path):
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation by 90 degrees swaps the sides
-                    width, height = height, width
-                return height, width
-        except Exception:  # any unreadable file: the store reports it when decoding
-            return None
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(size, paths))
 
 
 def _known_stats(data_cfg, weights: WeightsPreprocessing, channels: int):

@@ -5,8 +5,12 @@ in-memory uint8 array (IDX files, the embedded sample, torchvision datasets).
 """
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .scan import SampleScan
 
 UNLABELLED = -1
 
@@ -19,12 +23,15 @@ class Samples:
     images: uint8, N x H x W (grey) or N x H x W x C.
     origin: where each sample came from, for messages and prediction CSVs
             (a file path, or "name[index]" for array samples).
+    scan: what data/scan.py learned about each sample (content hash, header size and
+          mode, why a file is unreadable), row-aligned; None until the split is scanned.
     """
 
     labels: np.ndarray
     paths: list[Path] | None = None
     images: np.ndarray | None = None
     origin: list[str] = field(default_factory=list)
+    scan: "SampleScan | None" = None
 
     def __post_init__(self):
         if (self.paths is None) == (self.images is None):
@@ -51,6 +58,7 @@ class Samples:
             paths=[self.paths[i] for i in indices] if self.paths is not None else None,
             images=self.images[indices] if self.images is not None else None,
             origin=[self.origin[i] for i in indices],
+            scan=self.scan.subset(indices) if self.scan is not None else None,
         )
 
 

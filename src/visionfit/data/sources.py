@@ -1,4 +1,4 @@
-"""Turn --data (and --val-data / --val-split) into DatasetSplits.
+"""Turn --data (and --val-data / --val-split) into DatasetSplits that are safe to train on.
 
     resolve(None)                          # the bundled MNIST sample
     resolve("fashion-mnist")               # torchvision download, test split as val
@@ -7,7 +7,12 @@
 
 The class-to-index mapping decided here is the one saved with a run, so every
 source orders classes deterministically (sorted names, or the dataset's own order).
+Every split is scanned first (data/scan.py), so no image is in both training and
+validation and a dataset that cannot train a classifier is refused before any decoding.
 """
+import dataclasses
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ from .folders import class_folders, is_split_folder, load_class_folders, load_im
 from .idx import is_idx_folder, load_idx_folder
 from .named import NAMED_DATASETS, load_named, named_key
 from .samples import DatasetSplits, Samples
+from .scan import duplicate_groups, group_ids, label_conflicts, leaked_rows, with_scan
 from .table import load_csv
 
 DEFAULT_VAL_SPLIT = 0.2
@@ -36,20 +42,75 @@ def resolve(
     val_split: float | None = None,
     seed: int = 0,
     download_dir: str | None = None,
+    label_column: str | None = None,
+    image_column: str | None = None,
 ) -> DatasetSplits:
-    """The dataset --data names, with its validation split settled.
+    """The dataset --data names, with its validation split settled and made leak-free.
 
     Validation comes from exactly one place: the source's own (t10k, val/, a test
     split), --val-data, or a stratified, seeded hold-out of val_split of train
     (0.2 when the source has none and val_split is None; 0 means no validation).
-    `images` is the root for relative paths in CSVs, --val-data's included.
+    `images` is the root for relative paths in CSVs, --val-data's included;
+    label_column / image_column name a CSV's columns (--val-data's too).
     """
-    splits = load_source(data, images, download_dir)
-    return _settle_validation(splits, images, val_data, val_split, seed)
+    refuse_same_data(data, val_data)
+    check_val_split(val_split)
+    splits = load_source(data, images, download_dir, label_column, image_column)
+    refuse_conflicting_validation(splits, val_data, val_split)
+    if splits.train is None:
+        return splits
+    refuse_single_class(splits)
+    given_val = None if val_data is None else _labelled_split(val_data, images, splits.class_names, label_column,
+                                                              image_column)
+    fraction = DEFAULT_VAL_SPLIT if val_split is None else val_split
+    return settle_validation(splits, seed, fraction, given_val, f"--val-data {val_data}")
 
 
-def load_source(data: str | Path | None, images: str | None = None, download_dir: str | None = None) -> DatasetSplits:
-    """The splits a source has of its own, before any hold-out."""
+def refuse_same_data(data, val_data) -> None:
+    """--val-data naming the very file or folder --data names is refused before any work."""
+    if data is None or val_data is None or isinstance(data, DatasetSplits):
+        return
+    train_path, val_path = Path(data).expanduser(), Path(val_data).expanduser()
+    if train_path.exists() and os.path.realpath(train_path) == os.path.realpath(val_path):
+        raise ConfigError(
+            f"--val-data {val_data} is --data {data} itself, so validation would only repeat training images; "
+            "give other images, or hold some out with --val-split 0.2"
+        )
+
+
+def refuse_single_class(splits: DatasetSplits) -> None:
+    """A classifier needs training images of two classes at least; one class "trains" to 100%.
+
+    Once the training split is scanned, only the images it can read count.
+    """
+    train = splits.train
+    usable = train.labels if train.scan is None else train.labels[[fault is None for fault in train.scan.faults]]
+    present = np.unique(usable)
+    if len(present) >= 2:
+        return
+    readable = "" if train.scan is None else "readable "
+    if not len(present):
+        raise DataError(f"{splits.name} has no {readable}training images; add images of at least two classes")
+    label = int(present[0])
+    name = splits.class_names[label] if 0 <= label < len(splits.class_names) else str(label)
+    raise DataError(
+        f"{splits.name} has {readable}images of one class only ('{name}'); a classifier needs at least two: "
+        "add images of another class"
+    )
+
+
+def check_val_split(val_split: float | None) -> None:
+    if val_split is not None and not 0 <= val_split < 1:
+        raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")
+
+
+def load_source(data: str | Path | None, images: str | None = None, download_dir: str | None = None,
+                label_column: str | None = None, image_column: str | None = None,
+                bad_rows: list | None = None) -> DatasetSplits:
+    """The splits a source has of its own, before any hold-out.
+
+    bad_rows: see table.load_csv (a list collects a CSV's bad rows instead of refusing them).
+    """
     if data is None:
         return load_embedded()
     path = Path(data).expanduser()
@@ -57,7 +118,8 @@ def load_source(data: str | Path | None, images: str | None = None, download_dir
     if not path.exists() and named_key(str(data)) is not None:
         return load_named(str(data), download_dir)
     if path.is_file() and path.suffix.lower() == ".csv":
-        class_names, samples = load_csv(path, images)
+        class_names, samples = load_csv(path, images, label_column=label_column, image_column=image_column,
+                                        bad_rows=bad_rows)
         if not samples.labelled:  # no label column: a test set to predict on
             return DatasetSplits(path.stem, [], train=None, test=samples)
         return DatasetSplits(path.stem, class_names, samples)
@@ -78,15 +140,17 @@ def _load_folder(path: Path) -> DatasetSplits:
     return DatasetSplits(path.name, class_names, train)
 
 
-def load_split(data: str | Path, images: str | None = None, class_names: list[str] | None = None) -> Samples:
+def load_split(data: str | Path, images: str | None = None, class_names: list[str] | None = None,
+               label_column: str | None = None, image_column: str | None = None,
+               bad_rows: list | None = None) -> Samples:
     """One split from a CSV or a folder, labelled with `class_names` (a trained model's).
 
     For --val-data, `visionfit eval` and `visionfit predict`: a folder without
-    class subfolders, or a CSV without a label column, comes back unlabelled.
+    class subfolders, or a CSV with only an image column, comes back unlabelled.
     """
     path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
-        return load_csv(path, images, class_names)[1]
+        return load_csv(path, images, class_names, label_column, image_column, bad_rows)[1]
     if path.is_dir():
         return load_image_folder(path, class_names)
     raise DataError(f"{data} is not a CSV file or a folder of images; give one of those")
@@ -120,27 +184,15 @@ def relabel(samples: Samples, source_names: list[str], target_names: list[str]) 
     return Samples(labels=lookup[samples.labels], paths=samples.paths, images=samples.images, origin=samples.origin)
 
 
-def _settle_validation(splits: DatasetSplits, images, val_data, val_split, seed: int) -> DatasetSplits:
-    if val_split is not None and not 0 <= val_split < 1:
-        raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")
+def refuse_conflicting_validation(splits: DatasetSplits, val_data, val_split) -> None:
+    """Validation from two places, or for data without labels, is refused before any work."""
     if splits.train is None:
         if val_data is not None or val_split:
             raise ConfigError(
                 f"{splits.name} has no labels (prediction only), so it cannot have a validation split; "
                 "drop --val-data / --val-split"
             )
-        return splits
-    _refuse_two_validations(splits, val_data, val_split)
-    if val_data is not None:
-        splits.val = _labelled_split(val_data, images, splits.class_names)
-    elif splits.val is None:
-        fraction = DEFAULT_VAL_SPLIT if val_split is None else val_split
-        if fraction > 0:
-            splits.train, splits.val = split_train_val(splits.train, fraction, seed)
-    return splits
-
-
-def _refuse_two_validations(splits: DatasetSplits, val_data, val_split) -> None:
+        return
     given = [
         name
         for name, present in (
@@ -154,8 +206,8 @@ def _refuse_two_validations(splits: DatasetSplits, val_data, val_split) -> None:
         raise ConfigError(f"validation data comes from both {given[0]} and {given[1]}; drop one")
 
 
-def _labelled_split(val_data: str, images, class_names: list[str]) -> Samples:
-    samples = load_split(val_data, images, class_names)
+def _labelled_split(val_data: str, images, class_names: list[str], label_column, image_column) -> Samples:
+    samples = load_split(val_data, images, class_names, label_column, image_column)
     if not samples.labelled:
         raise DataError(
             f"--val-data {val_data} has no labels (no class subfolders or label column); validation needs labels"
@@ -163,22 +215,117 @@ def _labelled_split(val_data: str, images, class_names: list[str]) -> Samples:
     return samples
 
 
-def split_train_val(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples | None]:
-    """Hold out `fraction` of each class (rounded), seeded; every class keeps at least one training sample.
+def settle_validation(splits: DatasetSplits, seed: int = 0, fraction: float = 0.0, given_val: Samples | None = None,
+                      given_name: str = "--val-data") -> DatasetSplits:
+    """Every split scanned, validation settled, nothing held out that training has; what changed is printed.
 
-    Both parts keep the source's order. Returns val None when no class is big enough to give any.
+    Training data with readable images of fewer than two classes is refused. Validation is
+    `given_val` (named `given_name` in messages), else the source's own, else a stratified,
+    seeded hold-out of `fraction` of train in which identical images stay together.
+    Held-out images (validation, test) whose content is also in training are left out of
+    them; a held-out split left with nothing is an error.
     """
-    rng = np.random.default_rng(seed)
-    val_rows = []
-    for label in np.unique(samples.labels):
-        rows = rng.permutation(np.flatnonzero(samples.labels == label))
-        count = min(int(len(rows) * fraction + 0.5), len(rows) - 1)
-        val_rows.append(rows[:count])
-    val_rows = np.sort(np.concatenate(val_rows))
+    if splits.train is None:
+        return splits
+    train = with_scan(splits.train)
+    refuse_single_class(dataclasses.replace(splits, train=train))
+    split_here = given_val is None and splits.val is None and fraction > 0
+    _report_duplicates(train, splits.class_names, split_here)
+    if given_val is not None:
+        val = _without_training_images(train, with_scan(given_val), given_name)
+    elif splits.val is not None:
+        val = _without_training_images(train, with_scan(splits.val), f"{splits.name}'s validation split")
+    elif split_here:
+        train, val = split_train_val(train, fraction, seed, group_ids(train.scan.keys))
+        _report_classes_without_validation(train, val, splits.class_names)
+    else:
+        val = None
+    test = None if splits.test is None else _without_training_images(train, with_scan(splits.test),
+                                                                       f"{splits.name}'s test split")
+    return dataclasses.replace(splits, train=train, val=val, test=test)
+
+
+def _without_training_images(train: Samples, held_out: Samples, name: str) -> Samples:
+    """`held_out` less the images whose content training has too (it would score them as seen)."""
+    leaked = leaked_rows(train.scan.keys, held_out.scan.keys)
+    if not len(leaked):
+        return held_out
+    example = held_out.origin[leaked[0]]
+    if len(leaked) == len(held_out):
+        raise DataError(
+            f"every image of {name} ({len(held_out)}) is also a training image (e.g. {example}); "
+            "validate on images the model does not train on, or use --val-split"
+        )
+    _tell(f"{len(leaked)} of the {len(held_out)} images of {name} are also training images (e.g. {example}); "
+          "they are left out of it")
+    return held_out.subset(np.setdiff1d(np.arange(len(held_out)), leaked))
+
+
+def _report_duplicates(train: Samples, class_names: list[str], split_here: bool) -> None:
+    groups = duplicate_groups(train.scan.keys)
+    if not groups:
+        return
+    copies = sum(len(rows) - 1 for rows in groups)
+    where = "; each group kept on one side of the split" if split_here else ""
+    _tell(f"{_count(copies, 'image')} duplicate others ({_count(len(groups), 'group')}, e.g. "
+          f"{train.origin[groups[0][0]]} = {train.origin[groups[0][1]]}){where}")
+    conflicts = label_conflicts(groups, train.labels)
+    if conflicts:
+        one, other = conflicts[0]
+        _tell(f"identical images carry different labels in {_count(len(conflicts), 'group')} "
+              f"(e.g. {train.origin[one]} is '{class_names[train.labels[one]]}', "
+              f"{train.origin[other]} is '{class_names[train.labels[other]]}'); fix the labels")
+
+
+def _report_classes_without_validation(train: Samples, val: Samples | None, class_names: list[str]) -> None:
+    in_val = set() if val is None else set(val.labels.tolist())
+    missing = [class_names[label] for label in np.unique(train.labels) if label not in in_val]
+    if missing:
+        _tell(f"classes without validation images (one image, or only identical copies): {', '.join(missing)}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _tell(message: str) -> None:
+    """A short line about what was done to the data, for the person running visionfit."""
+    print(message, file=sys.stderr)
+
+
+def split_train_val(samples: Samples, fraction: float, seed: int,
+                    groups: np.ndarray | None = None) -> tuple[Samples, Samples | None]:
+    """Hold out `fraction` of each class (rounded, but at least one image of every class that has
+    two), seeded; every class keeps at least one training sample. Rows that share a `groups` id
+    (identical images) land on the same side, with the class of their first row.
+
+    Both parts keep the source's order. Returns val None when no class can spare any.
+    """
+    groups = np.arange(len(samples)) if groups is None else np.asarray(groups)
+    val_rows = _held_out_rows(samples.labels, fraction, seed, groups)
     if not len(val_rows):
         return samples, None
     train_rows = np.setdiff1d(np.arange(len(samples)), val_rows)
     return samples.subset(train_rows), samples.subset(val_rows)
+
+
+def _held_out_rows(labels: np.ndarray, fraction: float, seed: int, groups: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    _, first_rows, member_of = np.unique(groups, return_index=True, return_inverse=True)
+    group_labels, group_sizes = labels[first_rows], np.bincount(member_of)
+    held = []
+    for label in np.unique(group_labels):
+        candidates = rng.permutation(np.flatnonzero(group_labels == label))
+        images = int(group_sizes[candidates].sum())
+        wanted = min(max(1, int(images * fraction + 0.5)), images - 1)
+        taken = 0
+        for group in candidates:  # groups that would overshoot are passed over
+            if taken == wanted:
+                break
+            if taken + group_sizes[group] <= wanted:
+                held.append(group)
+                taken += group_sizes[group]
+    return np.flatnonzero(np.isin(member_of, held))
 
 
 def limit_per_class(samples: Samples, per_class: int, seed: int) -> Samples:

@@ -109,7 +109,7 @@ def _file_store(samples: Samples, channels: int, max_side: int | None, workers: 
     # Threads, not processes: PIL releases the GIL while decoding and resizing,
     # and threads hand back arrays without pickling them.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda path: _try_load(path, channels, max_side, prepare), samples.paths))
+        results = list(pool.map(lambda row: _load_row(samples, row, channels, max_side, prepare), range(len(samples))))
     kept, tensors, skipped = [], [], []
     for index, result in enumerate(results):
         if isinstance(result, DataError):
@@ -123,6 +123,15 @@ def _file_store(samples: Samples, channels: int, max_side: int | None, workers: 
         raise DataError(f"none of the {len(samples)} images could be read (first: {first}); check the data")
     labels = torch.from_numpy(samples.labels[kept].copy())
     return ImageStore(_stack_if_uniform(tensors), labels, [samples.origin[i] for i in kept], skipped, eval_ready)
+
+
+def _load_row(samples: Samples, row: int, channels: int, max_side: int | None, prepare: Prepare | None) -> torch.Tensor | DataError:
+    """The image of one row, or why it cannot be used: the scan's finding when it already
+    found the file unusable (no second attempt), else the decoder's."""
+    fault = samples.scan.faults[row] if samples.scan is not None else None
+    if fault is not None:
+        return DataError(f"cannot read image {samples.paths[row]} ({fault[1]}); remove or replace the file")
+    return _try_load(samples.paths[row], channels, max_side, prepare)
 
 
 def _try_load(path, channels: int, max_side: int | None, prepare: Prepare | None) -> torch.Tensor | DataError:
@@ -159,22 +168,25 @@ def _stack_if_uniform(tensors: list[torch.Tensor]) -> torch.Tensor | list[torch.
 def channel_stats(store: ImageStore, limit: int = 10000, seed: int = 0) -> tuple[list[float], list[float]]:
     """Per-channel mean and std on the 0..1 scale, over up to `limit` images: the normalisation default.
 
-    Sums are exact int64 over a seeded sample of images; every pixel weighs the
-    same, so a large image counts more than a small one.
+    Every image weighs the same, whatever its size (one huge photo must not set the
+    statistics of a set of small ones): each image's channel mean and mean of squares
+    come from exact int64 sums, and those are averaged over a seeded sample of images.
     """
     if isinstance(store.images, LazyImages):
         limit = min(limit, LAZY_STATS_LIMIT)
     count = min(limit, len(store))
     picks = np.sort(np.random.default_rng(seed).choice(len(store), count, replace=False))
     channels = store.images[0].shape[0]
-    total, squares, pixels = torch.zeros(channels, dtype=torch.int64), torch.zeros(channels, dtype=torch.int64), 0
+    means, mean_squares = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    images = 0
     for chunk in _chunks(store, picks):
         wide = chunk.to(torch.int64)
-        total += wide.sum(dim=(0, 2, 3))
-        squares += (wide * wide).sum(dim=(0, 2, 3))
-        pixels += wide[:, 0].numel()
-    mean = total.double() / pixels
-    std = (squares.double() / pixels - mean * mean).clamp_min(0).sqrt()
+        pixels = wide.shape[2] * wide.shape[3]
+        means += (wide.sum(dim=(2, 3)).double() / pixels).sum(dim=0)
+        mean_squares += ((wide * wide).sum(dim=(2, 3)).double() / pixels).sum(dim=0)
+        images += len(wide)
+    mean = means / images
+    std = (mean_squares / images - mean * mean).clamp_min(0).sqrt()
     return (mean / 255).tolist(), (std / 255).tolist()
 
 

@@ -1,9 +1,12 @@
 """CSV source: one row per image, a header naming the image column and the label column.
 
-Kaggle-style `id,label` and `image,label` files work as they are. Without a label
-column the file is an unlabelled test set, usable for prediction only.
+Kaggle-style `id,label` and `image,label` files work as they are; --label-column and
+--image-column name other columns. A file with only an image column is an unlabelled
+test set, usable for prediction only; a header with other columns but none of the label
+names is refused rather than guessed.
 """
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -17,31 +20,63 @@ IMAGE_COLUMNS = ("image", "file", "filename", "path", "id")
 LABEL_COLUMNS = ("label", "class", "category", "target")
 # Tried, in order, for a path written without an image extension (Kaggle ids).
 GUESSED_SUFFIXES = (".jpg", ".png", ".jpeg")
-SHOW_MISSING = 5
+# Separators tried when the header has no comma (spreadsheets in some locales write ';').
+OTHER_DELIMITERS = (";", "\t")
+SHOW_ROWS = 5  # rows an error message names; check-data lists them all
+# Kinds of bad row, as check-data names them.
+MISSING_FILE, EMPTY_LABEL = "CSV rows whose file is missing", "CSV rows with an empty label"
 
 
 def load_csv(
-    path: Path, images: str | Path | None = None, class_names: list[str] | None = None
+    path: Path,
+    images: str | Path | None = None,
+    class_names: list[str] | None = None,
+    label_column: str | None = None,
+    image_column: str | None = None,
+    bad_rows: list[tuple[str, str]] | None = None,
 ) -> tuple[list[str], Samples]:
     """Class names and samples of a CSV; relative paths resolve against `images`, else the CSV's folder.
 
     With `class_names` (validation data) labels map onto those names; without, the
     labels define the classes: strings sorted, numbers sorted numerically.
+    label_column / image_column name the columns when the header's names are not the usual ones.
+    Rows whose file is missing or whose label is empty are an error naming them all (counted,
+    the first few shown); given a `bad_rows` list, they are appended to it as (kind, text)
+    instead and left out (check-data lists every one).
     Row numbers in messages are as a spreadsheet shows them (the header is row 1).
     """
     header, rows = _read_rows(path)
-    image_column, label_column = _pick_columns(path, header)
+    image_index, label_index = _pick_columns(path, header, label_column, image_column)
     root = Path(images).expanduser() if images else path.parent
-    files = _locate_all(path, rows, image_column, root)
-    if label_column is None:
-        return [], Samples(labels=[UNLABELLED] * len(files), paths=files)
-    cells = [(number, _cell(row, label_column)) for number, row in rows]
-    for number, cell in cells:
-        if not cell:
-            column = header[label_column]
-            raise DataError(f"{path} row {number}: the '{column}' cell is empty; fill it or delete the row")
-    names, labels = _encode_labels(path, cells, class_names)
-    return names, Samples(labels=labels, paths=files)
+    files = [_locate(_cell(row, image_index), root) for _, row in rows]
+    cells = [_cell(row, label_index) for _, row in rows] if label_index is not None else None
+    missing = [(number, _cell(row, image_index)) for (number, row), file in zip(rows, files) if file is None]
+    empty = [number for (number, _), cell in zip(rows, cells or []) if not cell]
+    if bad_rows is None:
+        _refuse_bad_rows(path, root, header[label_index] if label_index is not None else "", missing, empty)
+    else:
+        bad_rows += [(MISSING_FILE, f"{path.name} row {number}: {written or '(empty)'}") for number, written in missing]
+        bad_rows += [(EMPTY_LABEL, f"{path.name} row {number}") for number in empty]
+    bad = {number for number, _ in missing} | set(empty)
+    keep = [i for i, (number, _) in enumerate(rows) if number not in bad]
+    kept_files = [files[i] for i in keep]
+    if cells is None:
+        return [], Samples(labels=[UNLABELLED] * len(keep), paths=kept_files)
+    names, labels = _encode_labels(path, [(rows[i][0], cells[i]) for i in keep], class_names)
+    return names, Samples(labels=labels, paths=kept_files)
+
+
+def _refuse_bad_rows(path: Path, root: Path, label_name: str, missing: list, empty: list) -> None:
+    if missing:
+        shown = "; ".join(f"row {number}: {written or '(empty)'}" for number, written in missing[:SHOW_ROWS])
+        raise DataError(
+            f"{path}: {len(missing)} image file(s) not found under {root}, e.g. {shown}; "
+            "check --images (the folder the paths are relative to)"
+        )
+    if empty:
+        shown = ", ".join(f"row {number}" for number in empty[:SHOW_ROWS])
+        raise DataError(f"{path}: {len(empty)} row(s) have an empty '{label_name}' cell, e.g. {shown}; "
+                        "fill them or delete the rows")
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -49,8 +84,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         # utf-8-sig: Excel writes a byte-order mark that would otherwise stick to the first column name.
         with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = enumerate(csv.reader(file), start=1)
-            numbered = [(number, [cell.strip() for cell in row]) for number, row in reader]
+            text = file.read()
+        reader = enumerate(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)), start=1)
+        numbered = [(number, [cell.strip() for cell in row]) for number, row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read {path} as a UTF-8 CSV ({error}); save it as CSV (UTF-8)") from error
     numbered = [(number, row) for number, row in numbered if any(row)]
@@ -62,39 +98,57 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, rows
 
 
-def _pick_columns(path: Path, header: list[str]) -> tuple[int, int | None]:
-    """Indices of the image column and the label column (None when there is none)."""
+def _delimiter(text: str) -> str:
+    """',' unless the first line has none and has a ';' or a tab."""
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    if "," in first_line:
+        return ","
+    return next((other for other in OTHER_DELIMITERS if other in first_line), ",")
+
+
+def _pick_columns(
+    path: Path, header: list[str], label_column: str | None = None, image_column: str | None = None
+) -> tuple[int, int | None]:
+    """Indices of the image column and the label column (None when the header has only an image column)."""
     lowered = [name.lower() for name in header]
     if any(Path(name).suffix in IMAGE_SUFFIXES for name in lowered):
         raise DataError(
             f"{path} row 1 ({','.join(header)}) looks like data, not a header; "
             "add a header row such as image,label"
         )
-    image = next((lowered.index(name) for name in IMAGE_COLUMNS if name in lowered), 0)
-    label = next((lowered.index(name) for name in LABEL_COLUMNS if name in lowered), None)
+    image = _named_column(path, header, image_column, "--image-column")
+    if image is None:
+        image = next((lowered.index(name) for name in IMAGE_COLUMNS if name in lowered), 0)
+    label = _named_column(path, header, label_column, "--label-column")
     if label is None:
-        label = next((i for i in range(len(header)) if i != image), None)
+        label = next((lowered.index(name) for name in LABEL_COLUMNS if name in lowered), None)
+    if label == image:
+        raise DataError(f"{path}: column '{header[image]}' cannot hold both the images and the labels; "
+                        "name the two columns with --image-column and --label-column")
+    others = [name for i, name in enumerate(header) if i != image]
+    if label is None and others:
+        # Guessing "the other column" once trained on a weight column as if it held classes.
+        raise DataError(
+            f"{path} has no label column ({'/'.join(LABEL_COLUMNS)}) but other columns ({', '.join(others)}); "
+            "say which holds the classes with --label-column NAME, or keep only the image column "
+            "for images to predict on"
+        )
     return image, label
+
+
+def _named_column(path: Path, header: list[str], name: str | None, flag: str) -> int | None:
+    """Index of the column a flag names (case-insensitively); None when the flag is not given."""
+    if name is None:
+        return None
+    lowered = [column.lower() for column in header]
+    if name.lower() not in lowered:
+        raise DataError(f"{flag} {name}: {path} has no such column (columns: {', '.join(header)}); "
+                        "give one of those")
+    return lowered.index(name.lower())
 
 
 def _cell(row: list[str], column: int) -> str:
     return row[column] if column < len(row) else ""
-
-
-def _locate_all(path: Path, rows: list, column: int, root: Path) -> list[Path]:
-    """The image file of every row; all missing ones are reported together."""
-    files, missing = [], []
-    for number, row in rows:
-        found = _locate(_cell(row, column), root)
-        if found is None:
-            missing.append(f"row {number}: {_cell(row, column) or '(empty)'}")
-        files.append(found)
-    if missing:
-        raise DataError(
-            f"{path}: {len(missing)} image file(s) not found under {root}, e.g. "
-            f"{'; '.join(missing[:SHOW_MISSING])}; check --images (the folder the paths are relative to)"
-        )
-    return files
 
 
 def _locate(written: str, root: Path) -> Path | None:
