@@ -14,6 +14,7 @@ from visionfit.errors import DataError
 from visionfit.infer import metrics
 
 from ..conftest import pattern_images
+from ..photos import write_odd_photos
 from .conftest import with_meta
 
 LONG_NAMES = [f"class {k:02d} {'with a rather long descriptive name' if k % 2 else 'short'}" for k in range(20)]
@@ -90,3 +91,16 @@ def test_twenty_classes_with_long_names_get_top5_and_readable_pictures(tmp_path)
     assert report.top_losses[0]["loss"] >= report.top_losses[-1]["loss"]
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
     assert (tmp_path / "top_losses.png").stat().st_size > 10_000
+
+
+def test_training_and_eval_score_a_photo_test_split_identically(tmp_path):
+    """Validation during training and `visionfit eval` show the model the same pixels: a resnet18
+    on photos of odd sizes gets exactly the same test accuracy from both."""
+    root = tmp_path / "photos"
+    for split, seed in (("train", 0), ("val", 1), ("test", 2)):
+        write_odd_photos(root / split, per_class=8 if split == "train" else 6, seed=seed)
+    result = visionfit.fit("resnet18", str(root), project=str(tmp_path / "runs"), epochs=2, image_size=40,
+                           batch_size=8, optimizer="adam", lr=0.001, quiet=True, workers=0)
+    report = visionfit.evaluate(result.best_model, root / "test")
+    assert report.images == 12
+    assert result.test["acc"] == report.accuracy
