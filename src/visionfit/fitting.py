@@ -20,6 +20,7 @@ from torch import nn
 from .checkpoints import load_model, load_resume_state
 from .config import Config
 from .data.loader import BatchLoader
+from .data.samples import DatasetSplits
 from .data.prepare import PreparedData, default_workers, plan_input, prepare_data, require_training_data, resolve_splits
 from .devices import resolve_device
 from .errors import ConfigError, TrainingDiverged
@@ -32,6 +33,7 @@ from .models.weights import WeightSource, weight_source
 from .resolve import ModelSpec, Resolved, model_spec, resolve, saved_plan
 from .train.callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
 from .train.distributed import Distributed, init_distributed
+from .train.elastic import attempt_key, earlier_attempt, is_restart, mark_attempt
 from .train.features import HeadOnFeatures, cache_features_if_useful
 from .train.optim import build_optimizer, build_scheduler, extend_schedule
 from .train.run_dir import RunLock, check_project, create_run_dir, write_summary
@@ -83,6 +85,11 @@ def fit(model: str | nn.Module | None = None, data=None, *, resume: str | Path |
 def _fresh(config: Config, module: nn.Module | None) -> FitResult:
     dist, device = _session(config)
     check_project(config.run.project, data_folders=(config.data.data, config.data.val_data))
+    earlier = _earlier_attempt(config, dist)
+    if earlier is not None and any((earlier / name).is_file() for name in ("last.ckpt", "previous.ckpt")):
+        # The same command line that started the run: its model name is the user's, not the file's.
+        data = config.data.data if not isinstance(config.data.data, (str, type(None))) else None
+        return _resume(earlier, data, {}, trust_code=True)
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
     source = _weight_source(config, module)
@@ -92,7 +99,10 @@ def _fresh(config: Config, module: nn.Module | None) -> FitResult:
     spec = model_spec(config, plan, splits.num_classes, source.model_args if source else None,
                       source.origin if source else None)
     net, report = _model(spec, module, source, config, dist)
-    run_dir = create_run_dir(Path(config.run.project), config.run.name, dist)
+    run_dir = earlier or create_run_dir(Path(config.run.project), config.run.name, dist)
+    key = attempt_key()
+    if key is not None and dist.is_main:
+        mark_attempt(run_dir, key)
     with _writing(run_dir, dist):
         resolved = resolve(config, plan, prepared, spec, run_dir)
         if dist.is_main:
@@ -108,7 +118,8 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
     `data` is only needed when the run was given in-memory data (a DatasetSplits object).
     """
     run_dir = path.parent if path.suffix == ".ckpt" else path
-    refused = sorted(set(overrides) - set(RESUME_OPTIONS))
+    in_memory = isinstance(data, DatasetSplits)  # a run on in-memory data recorded only its name
+    refused = sorted(set(overrides) - set(RESUME_OPTIONS)) + (["data"] if data is not None and not in_memory else [])
     if refused:
         flags = ", ".join("--" + name.replace("_", "-") for name in refused)
         allowed = ", ".join("--" + name for name in RESUME_OPTIONS)
@@ -135,6 +146,18 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
         return _train(resolved, net, prepared, dist, device, state)
+
+
+def _earlier_attempt(config: Config, dist: Distributed) -> Path | None:
+    """Under `torchrun --max-restarts`, the folder the first attempt of this command made (see train/elastic.py)."""
+    key = attempt_key()
+    if key is None or not is_restart():
+        return None
+    found = earlier_attempt(Path(config.run.project), key) if dist.is_main else None
+    found = dist.broadcast_object(str(found) if found else None)
+    if found and dist.is_main:
+        print(f"torchrun restarted the workers: continuing {found}", file=sys.stderr)
+    return Path(found) if found else None
 
 
 def _writing(run_dir: Path, dist: Distributed):

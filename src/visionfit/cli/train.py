@@ -10,6 +10,8 @@ from ..config import SECTIONS
 def add_commands(commands) -> None:
     train = commands.add_parser("train", help="train a model; writes runs/<name>/", description="Train an image classifier.")
     add_config_flags(train)
+    train.add_argument("--trust-code", action="store_true",
+                       help="allow a package.module:Class model named in a file (--resume's record) to be imported")
     train.set_defaults(command=run_train)
 
     models = commands.add_parser("models", help="list the model names", description="List model names.")
@@ -49,7 +51,7 @@ def run_train(args: argparse.Namespace) -> None:
     from ..fitting import fit
 
     options = config_options(args)
-    fit(options.pop("model", None), options.pop("data", None), **options)
+    fit(options.pop("model", None), options.pop("data", None), trust_code=args.trust_code, **options)
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -5,12 +5,15 @@ torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; we read them, join the process gr
 processes, and let rank 0 alone write files and print.
 """
 import contextlib
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+STORE_TIMEOUT = datetime.timedelta(minutes=10)  # torch's default for process-group setup
 
 
 @dataclass
@@ -63,8 +66,25 @@ def init_distributed(device_type: str) -> Distributed:
     if world_size == 1:
         return Distributed()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        rank = int(os.environ["RANK"])
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                store=_attempt_store(rank, world_size), rank=rank, world_size=world_size)
     return Distributed(rank=dist.get_rank(), world_size=world_size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _attempt_store(rank: int, world_size: int) -> dist.Store:
+    """torchrun's key-value store, under a prefix of its own for each restart attempt.
+
+    Why: under `torchrun --max-restarts`, a restarted group's Gloo/NCCL setup read the
+    addresses its dead predecessors had published and timed out connecting to them (seen
+    with torch 2.14; pytorch/pytorch#167288 reports it for NCCL). A prefix per attempt keeps
+    each group's keys apart. The store is the agent's when torchrun hosts one, else rank 0's,
+    as torch's own env:// rendezvous chooses.
+    """
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=not agent_hosts and rank == 0, timeout=STORE_TIMEOUT)
+    return dist.PrefixStore(f"visionfit/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def shutdown_distributed() -> None:
