@@ -109,6 +109,7 @@ def _fresh(config: Config, module: nn.Module | None) -> FitResult:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
             if report is not None:
                 report.write(run_dir)
+            _announce(resolved, prepared)
         return _train(resolved, net, prepared, dist, device)
 
 
@@ -145,7 +146,21 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
+            _announce(resolved, prepared)
         return _train(resolved, net, prepared, dist, device, state)
+
+
+def _announce(resolved: Resolved, prepared: PreparedData) -> None:
+    """The start of a run says what it settled on: data, input, model, folder (config.yaml has it all)."""
+    val = len(prepared.val) if prepared.val is not None else 0
+    weights = f", starting from {resolved.model.weights}" if resolved.model.weights else ""
+    lines = [f"data: {resolved.dataset}, {len(resolved.class_names)} classes, {len(prepared.train):,} training and "
+             f"{val:,} validation images",
+             f"input: {resolved.preset.preprocess.summary()}",
+             *(f"  {note}" for note in resolved.notes),
+             f"model: {resolved.model.architecture}{weights}",
+             f"run folder: {resolved.run_dir}"]
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _earlier_attempt(config: Config, dist: Distributed) -> Path | None:

@@ -85,6 +85,14 @@ class Preprocess:
         top, left = round((height - self.size) / 2), round((width - self.size) / 2)
         return np.ascontiguousarray(pixels[top : top + self.size, left : left + self.size])
 
+    def summary(self) -> str:
+        """One line for people: 'shorter side to 256 (bilinear), center crop 224, 3 channels, mean ... std ...'."""
+        resize = f"shorter side to {self.resize_side}" if self.resize == "shorter" else f"both sides to {self.resize_side}"
+        crop = f", center crop {self.size}" if self.resize_side != self.size else ""
+        numbers = lambda values: ",".join(f"{v:.4g}" for v in values)  # noqa: E731
+        return (f"{resize} ({self.interpolation}){crop}, {self.channels} channel{'s' if self.channels > 1 else ''}, "
+                f"mean {numbers(self.mean)} std {numbers(self.std)}")
+
     def to_dict(self) -> dict:
         """The machine-readable fields, plain JSON types (what from_dict reads back)."""
         return {"size": self.size, "channels": self.channels, "resize": self.resize, "resize_side": self.resize_side,
