@@ -16,6 +16,7 @@ argument of the net's factory (ratio for vgg11_d2l, act for lenet).
 """
 import csv
 import dataclasses
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ from .data.samples import DatasetSplits
 from .data.sources import limit_per_class, resolve
 from .errors import ConfigError, ModelError
 from .fitting import fit
-from .train.run_dir import next_run_dir
+from .files import atomic_path, write_text_atomic
+from .train.run_dir import check_project, create_numbered_dir
 from .infer.summary import summary as model_summary
 from .models import create_model, model_args_for_input, natural_input
 
@@ -48,7 +50,7 @@ CLASSIC_CNNS = list(D2L_RECIPES)
 
 # Options that do not apply to a comparison, and what to use instead.
 _REFUSED = {"model": "name the nets with models= (--models a,b,c)", "resume": "resume a single net's run with `visionfit train --resume`"}
-_DATA_OPTIONS = ("images", "val_data", "val_split", "download_dir")  # consumed once, by the shared split
+_DATA_OPTIONS = ("images", "val_data", "val_split", "download_dir", "label_column", "image_column")  # consumed once, by the shared split
 _CONFIG_FIELDS = {f.name for kind in SECTIONS.values() for f in dataclasses.fields(kind)}
 CSV_COLUMNS = ["model", "image_size", "batch_size", "lr", "epochs", "params", "macs", "best_val_acc", "best_epoch",
                "final_val_acc", "final_train_acc", "final_train_loss", "images_per_s", "seconds", "train_images",
@@ -87,10 +89,10 @@ def compare(models: list[str] | str | None = None, data=None, *, overrides: dict
     project, name = Path(options.pop("project", "runs")), options.pop("name", None) or "compare"
     data_options = {key: options.pop(key) for key in _DATA_OPTIONS if key in options}
     plans = plan_runs(models, options, overrides or {}, max_image_size)
+    check_project(project, data_folders=(data, data_options.get("val_data")))
     splits = shared_splits(data, data_options, options.get("seed", 0), max_val_per_class)
 
-    out_dir = next_run_dir(project, name)
-    out_dir.mkdir(parents=True)
+    out_dir = create_numbered_dir(project, name)
     _record(out_dir, plans, models=models, data=splits.name if isinstance(data, DatasetSplits) else data,
             options={**options, **data_options}, overrides=overrides or {}, max_image_size=max_image_size,
             max_val_per_class=max_val_per_class)
@@ -116,7 +118,7 @@ def _record(out_dir: Path, plans: list[NetPlan], **called_with) -> None:
     if isinstance(called_with["data"], Path):
         called_with["data"] = str(called_with["data"])
     settings = {**called_with, "runs": {plan.name: plan.options for plan in plans}}
-    (out_dir / "compare.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    write_text_atomic(out_dir / "compare.yaml", yaml.safe_dump(settings, sort_keys=False))
 
 
 def plan_runs(models: list[str], options: dict, overrides: dict, max_image_size: int | None) -> list[NetPlan]:
@@ -214,11 +216,12 @@ def train_images_per_s(history: list[dict]) -> float:
 
 def write_results(out_dir: Path, rows: list[dict]) -> None:
     """results.csv (every number, raw), results.md (the readable table), results.png (the chart)."""
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out_dir / "results.md").write_text(markdown_table(rows))
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out_dir / "results.csv", table.getvalue())
+    write_text_atomic(out_dir / "results.md", markdown_table(rows))
     plot_results(rows, out_dir / "results.png")
 
 
@@ -265,5 +268,6 @@ def plot_results(rows: list[dict], path: Path) -> None:
     r = rows[0]
     fig.suptitle(f"{r['train_images']:,} training / {r['val_images']:,} validation images, {r['device']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

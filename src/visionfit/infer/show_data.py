@@ -17,6 +17,7 @@ from ..data.prepare import plan_input, prepare_data, resolve_splits
 from ..data.samples import DatasetSplits
 from ..data.transforms import Preset
 from ..errors import ConfigError, DataError
+from ..files import check_outputs, refuse_inside
 from ..models import natural_input
 from .plots import plot_image_grid, short
 
@@ -35,6 +36,9 @@ def show_data(data=None, out: str | Path = "grid.png", n: int = 32, augment: boo
     if n < 1:
         raise ConfigError("--n must be at least 1")
     config = Config.from_options(model=model, data=data, seed=seed, **data_options)
+    check_outputs({"-o": out})
+    refuse_inside(("-o", out), [("the data folder", config.data.data), ("the image folder", config.data.images),
+                                ("the validation folder", config.data.val_data)])  # a PNG there becomes data
     splits = resolve_splits(config.data, seed)
     samples = getattr(splits, split)
     if samples is None:
