@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from torchvision import datasets
 
 from ..errors import DataError
 from ..registry import Registry
@@ -20,17 +19,17 @@ NAMED_DATASETS = Registry("dataset", error=DataError)
 
 @NAMED_DATASETS.register("mnist")
 def mnist(root: Path) -> DatasetSplits:
-    return _from_torchvision(datasets.MNIST, "mnist", root)
+    return _from_torchvision("MNIST", "mnist", root)
 
 
 @NAMED_DATASETS.register("fashion-mnist")
 def fashion_mnist(root: Path) -> DatasetSplits:
-    return _from_torchvision(datasets.FashionMNIST, "fashion-mnist", root)
+    return _from_torchvision("FashionMNIST", "fashion-mnist", root)
 
 
 @NAMED_DATASETS.register("cifar10")
 def cifar10(root: Path) -> DatasetSplits:
-    return _from_torchvision(datasets.CIFAR10, "cifar10", root)
+    return _from_torchvision("CIFAR10", "cifar10", root)
 
 
 def named_key(text: str) -> str | None:
@@ -49,7 +48,10 @@ def load_named(name: str, download_dir: str | Path | None = None) -> DatasetSpli
     return factory(Path(download_dir or DEFAULT_DOWNLOAD_DIR).expanduser())
 
 
-def _from_torchvision(dataset_class: type, name: str, root: Path) -> DatasetSplits:
+def _from_torchvision(class_name: str, name: str, root: Path) -> DatasetSplits:
+    from torchvision import datasets  # imported when a named dataset is asked for: it takes a second
+
+    dataset_class = getattr(datasets, class_name)
     train, test = (_download(dataset_class, name, root, train) for train in (True, False))
     return DatasetSplits(name, list(train.classes), _samples(train, f"{name}-train"), _samples(test, f"{name}-test"))
 
