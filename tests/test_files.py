@@ -29,25 +29,29 @@ def umask():
     os.umask(previous)
 
 
-def write_text(path):
-    write_text_atomic(path, "text")
+def write_text(folder) -> str:
+    write_text_atomic(folder / "summary.json", "text")
+    return "summary.json"
 
 
-def write_model(path):
-    save_model_file(path, visionfit.create_model("mlp", num_classes=2, in_channels=1), {"architecture": "mlp"})
+def write_model(folder) -> str:
+    model = visionfit.create_model("mlp", num_classes=2, in_channels=1)
+    save_model_file(folder / "best.safetensors", model, {"architecture": "mlp"})
+    return "best.safetensors"
 
 
-def write_checkpoint(path):
-    save_resume_state(path, {"epoch": 0, "model": {"w": torch.zeros(2)}})
+def write_checkpoint(folder) -> str:
+    save_resume_state(folder, {"epoch": 0, "model": {"w": torch.zeros(2)}}, keep_previous=False)
+    return "last.ckpt"
 
 
 @pytest.mark.parametrize("writer", [write_text, write_model, write_checkpoint])
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, writer, mask, mode):
     umask(mask)
-    writer(tmp_path / "out")
-    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == mode
-    assert only_files(tmp_path) == ["out"]
+    name = writer(tmp_path)
+    assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode
+    assert only_files(tmp_path) == [name]
 
 
 def test_the_new_bytes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):

@@ -144,7 +144,7 @@ class _EvalTransform:
 
     def __call__(self, image_chw: torch.Tensor) -> torch.Tensor:
         pixels = self.preprocess.apply(image_chw.permute(1, 2, 0).numpy())
-        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(pixels.transpose(2, 0, 1).copy())  # a copy: Pillow's arrays are read-only
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

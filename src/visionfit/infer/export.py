@@ -45,7 +45,9 @@ class Preprocessed(nn.Module):
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
-        self.model, self.mean, self.std = model, tuple(mean), tuple(std)
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))  # buffers: constants for tracers
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return self.model(normalize(images_uint8, self.mean, self.std))
