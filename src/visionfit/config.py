@@ -119,6 +119,15 @@ class Config:
         flat = {k: v for section in nested.values() for k, v in section.items()}
         return cls.from_options(**flat)
 
+    @classmethod
+    def from_file(cls, path, **overrides) -> "Config":
+        """Build from a YAML file (a run's config.yaml, or its sections written by hand), with
+        `overrides` (flat options, as from_options takes them) winning over the file, then validate.
+        The file is data: see config_file.py for what it may hold."""
+        from .config_file import read_config_file
+
+        return cls.from_options(**{**read_config_file(path), **overrides})
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
