@@ -1,14 +1,26 @@
-"""`visionfit train` and `visionfit models`: one flag per config field, then fit()."""
+"""`visionfit train` and `visionfit models`: one flag per config field, then fit().
+
+    visionfit train --data digits/ --model resnet18 --epochs 5
+    visionfit train --config runs/exp/config.yaml --lr 0.01     # a saved run's settings, one changed
+"""
 import argparse
 import dataclasses
 import types
 import typing
 
 from ..config import SECTIONS
+from ..errors import ConfigError
+from .help import with_default
 
 
 def add_commands(commands) -> None:
     train = commands.add_parser("train", help="train a model; writes runs/<name>/", description="Train an image classifier.")
+    train.add_argument("--config", metavar="FILE.yaml",
+                       help="start from the settings in this file (a run's config.yaml, or the same sections by "
+                            "hand: data, model, train, run); flags given here override it")
+    train.add_argument("--trust-code", action="store_true",
+                       help="allow a package.module:Class model named in the --config file: importing it runs "
+                            "that module's code; only for files you trust")
     add_config_flags(train)
     train.set_defaults(command=run_train)
 
@@ -18,13 +30,15 @@ def add_commands(commands) -> None:
     models.set_defaults(command=run_models)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field: `image_size` -> `--image-size`, help from the field."""
+def add_config_flags(parser: argparse.ArgumentParser, say_defaults: bool = True) -> None:
+    """One flag per config field: `image_size` -> `--image-size`, help from the field (and its
+    default, when `say_defaults`). Every flag's argparse default is None: only what the user
+    typed reaches fit(), so the config's own defaults (or a --config file) decide the rest."""
     for section, kind in SECTIONS.items():
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(kind):
             flag = "--" + f.name.replace("_", "-")
-            help_text = f.metadata.get("help", "")
+            help_text = _field_help(f) if say_defaults else f.metadata.get("help", "")
             base = _base_type(f.type)
             if base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -34,6 +48,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 group.add_argument(flag, type=_float_list, default=None, metavar="A,B,C", help=help_text)
             else:
                 group.add_argument(flag, type=base, default=None, choices=f.metadata.get("choices"), help=help_text)
+
+
+def _field_help(f: dataclasses.Field) -> str:
+    """The field's help, ending in its default ("none" for an unset optional field)."""
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return with_default(f.metadata.get("help", ""), "none" if default is None else default)
 
 
 def config_options(args: argparse.Namespace) -> dict:
@@ -49,20 +69,33 @@ def run_train(args: argparse.Namespace) -> None:
     from ..fitting import fit
 
     options = config_options(args)
+    if args.config:
+        options = _file_options(args.config, options)
+    if args.trust_code:  # passed only when set, so a fit() without the parameter still runs every other command
+        options["trust_code"] = True
     fit(options.pop("model", "lenet_relu"), options.pop("data", None), **options)
+
+
+def _file_options(path: str, flags: dict) -> dict:
+    """The options of a --config file with the flags laid over it, checked, as fit() takes them."""
+    from ..config import Config
+
+    if flags.get("resume"):
+        raise ConfigError(f"--config {path} and --resume: a resumed run keeps its own saved settings; give one of them")
+    config = Config.from_file(path, **flags)
+    return {name: value for section in config.to_dict().values() for name, value in section.items()}
 
 
 def run_models(args: argparse.Namespace) -> None:
     from ..models import list_models
 
-    for family, names in list_models().items():
-        matching = [n for n in names if args.filter in n]
+    for family, names in list_models(args.filter).items():
         prefix = "timm:" if family == "timm" else ""
-        print(f"{family} ({len(matching)}{'' if not args.filter else ' matching'}):")
+        print(f"{family} ({len(names)}{'' if not args.filter else ' matching'}):")
         if family == "timm" and not (args.filter or args.all):
             print("  use as timm:<name>; `visionfit models --all` or `visionfit models FILTER` lists them")
             continue
-        print("\n".join(f"  {prefix}{n}" for n in matching) if matching else "  (none match)")
+        print("\n".join(f"  {prefix}{n}" for n in names) if names else "  (none match)")
 
 
 def _base_type(annotation):
