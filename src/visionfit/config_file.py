@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import typing
 from pathlib import Path
 
@@ -31,6 +32,8 @@ MAX_BYTES = 1_000_000  # a config file is a few kilobytes; anything this big is 
 _NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _FIELDS = {name: {f.name: f for f in dataclasses.fields(kind)} for name, kind in SECTIONS.items()}
 _TYPES = {name: typing.get_type_hints(kind) for name, kind in SECTIONS.items()}
+_SHORT_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict, _SHORT_REPR.maxstring = 2, 4, 4, 40
 
 
 def read_config_file(path) -> dict:
@@ -178,5 +181,5 @@ def _kind(value) -> str:
 
 
 def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A short repr: a file's nested aliases can make a value too big to print whole."""
+    return _SHORT_REPR.repr(value)
