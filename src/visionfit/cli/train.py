@@ -16,8 +16,9 @@ from .help import with_default
 def add_commands(commands) -> None:
     train = commands.add_parser("train", help="train a model; writes runs/<name>/", description="Train an image classifier.")
     train.add_argument("--config", metavar="FILE.yaml",
-                       help="start from the settings in this file (a run's config.yaml, or the same sections by "
-                            "hand: data, model, train, run); flags given here override it")
+                       help="start from the settings in this YAML file: a run's config.yaml, or its sections (data, "
+                            "model, train, run) by hand; flags given here override it; its paths are relative to "
+                            "the working folder, as on the command line")
     train.add_argument("--trust-code", action="store_true",
                        help="allow a package.module:Class model named in the --config file: importing it runs "
                             "that module's code; only for files you trust")
