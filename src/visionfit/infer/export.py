@@ -175,29 +175,32 @@ def _oldest_ir_version(opset_imports: dict[str, int]) -> int:
 def _converted_down(model, opset: int):
     """`model` (an onnx_ir model at NATIVE_OPSET) converted to the older `opset` by onnx's converter.
 
-    Converted here, after the exporter has folded constants: the exporter converts before,
-    when a ReduceMean's axes (a global average pool) are not constants yet, and then quietly
-    keeps opset 18.
+    Converted here, once the exporter has folded constants: its own conversion runs before,
+    when a global average pool's ReduceMean has no constant axes yet, and quietly keeps opset 18.
     """
     import onnx
     from onnxscript import ir
 
-    proto = onnx.version_converter.convert_version(ir.serde.serialize_model(model), opset)
-    for node in proto.graph.node:
+    try:
+        proto = onnx.version_converter.convert_version(ir.serde.serialize_model(model), opset)
+        _drop_noop_with_empty_axes(proto.graph)
+        onnx.checker.check_model(proto)
+    except (RuntimeError, onnx.checker.ValidationError) as error:  # a converter assertion, or an invalid result
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(f"--opset {opset}: onnx could not convert this model to opset {opset} ({first_line}); "
+                          f"use --opset {NATIVE_OPSET} or newer") from error
+    return ir.serde.deserialize_model(proto)
+
+
+def _drop_noop_with_empty_axes(graph) -> None:
+    """onnx's 18 -> 17 adapter (onnx/onnx#5606) moves a Reduce op's axes back to an attribute but
+    keeps noop_with_empty_axes, which those ops only have from opset 18. 0 is the default and the
+    only behaviour opset 17 has, so it goes; a 1 stays, for the checker to refuse."""
+    for node in graph.node:
         if node.op_type in REDUCE_OPS_WITH_NOOP_FROM_18:
-            # onnx's 18 -> 17 adapter (onnx/onnx#5606) moves axes back to an attribute but keeps
-            # noop_with_empty_axes, which these ops only have from opset 18. 0 is the default, and
-            # the only behaviour opset 17 has; a 1 stays, and the checker below refuses it.
             kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
             del node.attribute[:]
             node.attribute.extend(kept)
-    try:
-        onnx.checker.check_model(proto)
-    except onnx.checker.ValidationError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ConfigError(f"--opset {opset}: converting the export to opset {opset} gave an invalid model "
-                          f"({first_line}); use --opset {NATIVE_OPSET} or newer") from error
-    return ir.serde.deserialize_model(proto)
 
 
 def _onnxruntime_runner(path: str | Path):
