@@ -12,6 +12,7 @@ Prints a markdown table: images/s in training, seconds per epoch, test accuracy,
 import argparse
 import platform
 import statistics
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -87,7 +88,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for the tutorial loop")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--project", default="/tmp/visionfit-bench")
+    parser.add_argument("--project", default=str(Path(tempfile.gettempdir()) / "visionfit-bench"))
     args = parser.parse_args()
     splits = load_idx_folder(MNIST)
     ours = [visionfit_run(splits, args.epochs, args.device, args.project, seed) for seed in args.seeds]

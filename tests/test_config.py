@@ -2,6 +2,7 @@ import dataclasses
 import math
 
 import pytest
+import yaml
 
 from visionfit.config import SECTIONS, Config, number_ranges
 from visionfit.errors import ConfigError
@@ -88,3 +89,63 @@ def test_an_out_of_range_message_says_the_range_the_value_and_what_to_use():
     with pytest.raises(ConfigError) as caught:
         Config.from_options(image_size=4096)
     assert str(caught.value).startswith("--image-size must be at least 8 and at most 2048, not 4096; ")
+
+
+def write_yaml(path, document) -> str:
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return str(path)
+
+
+def test_a_saved_config_yaml_reads_back_as_the_same_config_ignoring_visionfit_bookkeeping(tmp_path):
+    config = Config.from_options(model="resnet18", lr=0.3, epochs=4, mean=[0.5], model_args={"act": "relu"},
+                                 flip=True, name="exp7")
+    saved = {**config.to_dict(), "resolved": {"image_size": 224, "channels": 3}, "visionfit_version": "0.1.0"}
+    assert Config.from_file(write_yaml(tmp_path / "config.yaml", saved)) == config
+
+
+def test_options_given_with_the_file_override_it_and_the_rest_keep_the_file_or_the_default(tmp_path):
+    path = write_yaml(tmp_path / "run.yaml", {"train": {"lr": 0.3, "epochs": 4}, "model": {"model": "resnet18"}})
+    config = Config.from_file(path, lr=0.01)
+    assert (config.train.lr, config.train.epochs, config.model.model) == (0.01, 4, "resnet18")
+    assert config.train.optimizer == "sgd" and config.data.batch_size == 128  # defaults where neither speaks
+
+
+def test_yaml_1_1_number_text_counts_as_the_number_it_means(tmp_path):
+    (tmp_path / "run.yaml").write_text("train:\n  lr: 1e-3\n  weight_decay: 0\n")
+    config = Config.from_file(tmp_path / "run.yaml")
+    assert config.train.lr == 0.001 and config.train.weight_decay == 0.0 and isinstance(config.train.weight_decay, float)
+
+
+def test_an_empty_file_and_empty_sections_mean_every_default(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "sections.yaml").write_text("data:\ntrain:\n")
+    assert Config.from_file(tmp_path / "empty.yaml") == Config.from_file(tmp_path / "sections.yaml") == Config()
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"train": {"lrr": 0.1}}, r"unknown key train\.lrr; did you mean train\.lr\?"),
+    ({"data": {"lr": 0.1}}, r"unknown key data\.lr; lr belongs under train:"),
+    ({"lr": 0.1}, r"unknown section 'lr'; settings sit in their section: put lr under train:"),
+    ({"trian": {"lr": 0.1}}, r"unknown section 'trian'; did you mean train\?"),
+    ({"train": {"epochs": "many"}}, r"train\.epochs must be a whole number, not 'many'"),
+    ({"train": {"epochs": 2.5}}, r"train\.epochs must be a whole number, not 2\.5"),
+    ({"train": {"nesterov": "yes please"}}, r"train\.nesterov must be true or false"),
+    ({"train": {"epochs": None}}, r"train\.epochs is empty"),
+    ({"data": {"mean": ["a"]}}, r"data\.mean must be a list of numbers"),
+    ({"data": {"cache": "disk"}}, r"data\.cache is 'disk'; it must be one of ram, none"),
+    ({"model": {"model_args": {"depth": [[1]]}}}, r"model\.model_args must be a mapping of names to plain values"),
+    ({"train": 5}, r"section 'train' holds a number; it must be a mapping of settings"),
+    (["data", "train"], r"holds a list; it must be a mapping of sections"),
+    ({"run": {"resume": "runs/exp"}}, r"sets run\.resume; a file cannot resume a run: use --resume runs/exp"),
+])
+def test_a_bad_file_is_refused_naming_the_file_and_the_key(tmp_path, document, message):
+    path = write_yaml(tmp_path / "run.yaml", document)
+    with pytest.raises(ConfigError, match=message) as error:
+        Config.from_file(path)
+    assert str(error.value).startswith(f"--config {path}") and "\n" not in str(error.value)
+
+
+def test_the_file_values_are_validated_like_flags(tmp_path):
+    path = write_yaml(tmp_path / "run.yaml", {"train": {"lr": 0}})
+    with pytest.raises(ConfigError, match="--lr must be > 0"):
+        Config.from_file(path)

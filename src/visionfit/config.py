@@ -136,6 +136,15 @@ class Config:
         return {f.name: getattr(getattr(self, name), f.name) for name, kind in SECTIONS.items()
                 for f in dataclasses.fields(kind)}
 
+    @classmethod
+    def from_file(cls, path, **overrides) -> "Config":
+        """Build from a YAML file (a run's config.yaml, or its sections written by hand), with
+        `overrides` (flat options, as from_options takes them) winning over the file, then validate.
+        The file is data: see config_file.py for what it may hold."""
+        from .config_file import read_config_file
+
+        return cls.from_options(**{**read_config_file(path), **overrides})
+
     def to_dict(self) -> dict:
         """Plain values by section (YAML- and checkpoint-safe): in-memory data is written as its name."""
         nested = {name: {f.name: getattr(getattr(self, name), f.name) for f in dataclasses.fields(kind)}

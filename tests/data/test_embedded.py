@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import real_mnist
 from visionfit.data.embedded import load_embedded
 from visionfit.data.idx import read_idx
 
-MNIST = Path("/work/shared/datasets/mnist")
 ASSET = Path(__file__).resolve().parents[2] / "src" / "visionfit" / "assets" / "mnist_sample.npz"
 
 
@@ -29,11 +29,11 @@ def test_sizes_balance_and_types(sample):
     assert sample.test is None
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="real MNIST files not present")
 @pytest.mark.parametrize("split, prefix", [("train", "train"), ("val", "t10k")])
 def test_sample_rows_equal_the_real_mnist_rows(sample, split, prefix):
+    mnist = real_mnist.folder()  # found, not downloaded: this test is not marked slow
     samples = getattr(sample, split)
     rows = [int(origin.rsplit("[", 1)[1].rstrip("]")) for origin in samples.origin]
     assert rows == sorted(set(rows))  # distinct rows, in file order
-    np.testing.assert_array_equal(samples.images, read_idx(MNIST / f"{prefix}-images-idx3-ubyte.gz")[rows])
-    np.testing.assert_array_equal(samples.labels, read_idx(MNIST / f"{prefix}-labels-idx1-ubyte.gz")[rows])
+    np.testing.assert_array_equal(samples.images, read_idx(real_mnist.file(mnist, prefix, "images"))[rows])
+    np.testing.assert_array_equal(samples.labels, read_idx(real_mnist.file(mnist, prefix, "labels"))[rows])

@@ -14,6 +14,7 @@ import torch
 
 import visionfit
 from visionfit.checkpoints import load_resume_state
+from visionfit.cli import main
 from visionfit.data.samples import DatasetSplits, Samples
 
 from ..conftest import pattern_images
@@ -83,6 +84,10 @@ def test_sigkill_in_the_first_epoch_says_how_to_start_again(bars_idx, tmp_path, 
     line = cli_error(capsys, "train", "--resume", run_dir)
     assert line == (f"visionfit: error: {run_dir} stopped before its first epoch ended, so there is nothing to "
                     f"resume; start it again with `visionfit train --config {run_dir / 'config.yaml'}`")
+    # The advice works; the file names code (SlowNet), so it takes --trust-code to say it is the user's.
+    assert "--trust-code" in cli_error(capsys, "train", "--config", run_dir / "config.yaml")
+    main(["train", "--config", str(run_dir / "config.yaml"), "--trust-code"])
+    assert load_resume_state(tmp_path / "runs" / "exp2")["epoch"] == 2
 
 
 def test_epochs_extends_a_finished_run_to_what_a_longer_run_gives(tiny_splits, tmp_path):

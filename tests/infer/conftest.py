@@ -7,13 +7,12 @@ import torch
 from PIL import Image
 
 import visionfit
-from visionfit.data.idx import read_idx
+from visionfit.data.embedded import load_embedded
 from visionfit.data.samples import UNLABELLED, DatasetSplits, Samples
 from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from ..conftest import make_preset, pattern_images
 
-MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "mnist"
 FAST = dict(epochs=3, lr=0.05, optimizer="adam", batch_size=16, quiet=True, image_size=16)
 
 
@@ -50,11 +49,10 @@ def bars_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_digits() -> Samples:
-    """Seven real MNIST test digits, 0 to 6, unlabelled (check images)."""
-    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
-    firsts = [int(np.flatnonzero(labels == digit)[0]) for digit in range(7)]
-    return Samples(labels=[UNLABELLED] * 7, images=images[firsts])
+    """Seven real MNIST test digits, 0 to 6, unlabelled (check images), from the bundled sample's test split."""
+    test = load_embedded().val
+    firsts = [int(np.flatnonzero(test.labels == digit)[0]) for digit in range(7)]
+    return Samples(labels=[UNLABELLED] * 7, images=test.images[firsts])
 
 
 @pytest.fixture(scope="session")

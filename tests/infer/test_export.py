@@ -118,6 +118,33 @@ def test_parity_over_tolerance_is_an_error_naming_the_difference():
         require_parity([Parity(1, float("nan"), 0.0)], 1e-4, "ONNX model m.onnx")
 
 
+def pooled_net() -> torch.nn.Module:
+    """A tiny net ending in a global average pool: a ReduceMean, the op whose axes moved in opset 18."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+              torch.nn.Linear(8, 10)]
+    return with_meta(torch.nn.Sequential(*layers), "pooled", 16, 1)
+
+
+# The oldest IR each opset allows (onnx's release table): what onnxruntime releases of that opset load.
+IR_FOR_OPSET = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+
+
+@pytest.mark.parametrize("opset", [17, 19, 21, None], ids=lambda opset: f"opset{opset or '-default'}")
+def test_onnx_carries_the_oldest_ir_version_its_opset_allows(mnist_digits, tmp_path, opset):
+    result = export_onnx(pooled_net(), tmp_path / "m.onnx", opset=opset, check=True, check_data=mnist_digits)
+    assert_parity(result.checks)  # check=True: onnx.checker full_check, then onnxruntime against PyTorch
+    exported = onnx.load(str(result.path))
+    produced = exported.opset_import[0].version
+    assert produced == (opset or produced) and exported.ir_version == IR_FOR_OPSET[produced]
+    onnx.checker.check_model(exported, full_check=True)
+    reduce_attributes = {a.name for node in exported.graph.node if node.op_type == "ReduceMean" for a in node.attribute}
+    if produced < 18:  # converted down: axes back to an attribute, and no attribute opset 17 lacks
+        assert reduce_attributes == {"axes", "keepdims"}
+    else:
+        assert "axes" not in reduce_attributes  # an input from opset 18
+
+
 def test_an_opset_the_exporter_cannot_produce_is_a_config_error(bars_model, tmp_path):
     with pytest.raises(ConfigError, match="--opset 13"):
         export_onnx(bars_model, tmp_path / "m.onnx", opset=13)

@@ -9,7 +9,8 @@ def add_commands(commands) -> None:
         "compare", help="train several nets, each with its d2l recipe; table + chart in runs/compare/",
         description="Train several nets on the same data, each with the learning rate, batch size, epochs and "
                     "input size d2l trains it with (plain SGD, constant lr, Xavier init), and write results.md, "
-                    "results.csv and results.png. Common flags below apply to every net; --set to one.",
+                    "results.csv and results.png. Common flags below apply to every net; --set to one. A flag "
+                    "left out keeps the net's recipe, or else train's default (see `visionfit train --help`).",
     )
     group = parser.add_argument_group("compare")
     group.add_argument("--models", type=lambda text: [m.strip() for m in text.split(",") if m.strip()], default=None,
@@ -22,7 +23,7 @@ def add_commands(commands) -> None:
                        help="shrink nets designed for bigger inputs to this side (CPU budgets); smaller nets keep theirs")
     group.add_argument("--max-val-per-class", type=int, default=None, metavar="N",
                        help="validate on at most N images per class (seeded), the same ones for every net")
-    add_config_flags(parser)
+    add_config_flags(parser, say_defaults=False)  # a net's recipe, not train's default, fills what is left out
     parser.set_defaults(command=run_compare)
 
 

@@ -3,13 +3,14 @@
     visionfit eval runs/exp/best.safetensors --data val/
     visionfit predict runs/exp/best.safetensors test.csv --images images/ -o submission.csv --format kaggle
     visionfit export runs/exp/best.safetensors --onnx model.onnx --check
-    visionfit summary resnet18 --input 1,3,224,224
+    visionfit summary resnet18 --input-size 1,3,224,224
     visionfit show-data --data hymenoptera/ -o grid.png --augment
 """
 import argparse
 import sys
 
 from ..errors import ConfigError
+from ..formats import FORMATS
 from .train import parse_key_value  # the KEY=VALUE parser train's --model-args uses
 
 
@@ -28,8 +29,8 @@ def add_commands(commands) -> None:
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", help="root folder for relative image paths in a CSV")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its horizontal flip")
     parser.add_argument("--workers", type=int, help="image decoding threads (default: one per core, at most 8)")
     _add_trust_flag(parser)
@@ -58,11 +59,9 @@ def run_eval(args) -> None:
 
 
 def _add_predict(parser) -> None:
-    from ..infer.predict import FORMATS
-
     parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
-    parser.add_argument("input", help="an image, a folder of images (searched recursively) or a CSV of image paths")
-    parser.add_argument("-o", "--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    parser.add_argument("inputs", metavar="INPUT", help="an image, a folder of images (searched recursively) or a CSV of image paths")
+    parser.add_argument("-o", "--out", default="predictions.csv", help="CSV to write")
     parser.add_argument("--topk", type=int, default=0, help="add the K most probable classes and their probabilities")
     parser.add_argument("--format", choices=list(FORMATS), default="full",
                         help="; ".join(f"{name}: {text}" for name, text in FORMATS.items()))
@@ -74,7 +73,7 @@ def run_predict(args) -> None:
     from ..infer import predict
     from ..infer.predict import failure_lines
 
-    rows = predict(args.model, args.input, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
+    rows = predict(args.model, args.inputs, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
                    format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers,
                    trust_code=args.trust_code)
     failed = sum(1 for row in rows if row["error"])
@@ -97,7 +96,7 @@ def _add_export(parser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="check the file and compare it with PyTorch on real images at batch 1 and 7")
     parser.add_argument("--check-data", help="images for --check: a folder or CSV (default: the bundled MNIST sample)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference| (default 1e-4)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
     _add_trust_flag(parser)
     parser.set_defaults(command=run_export)
 
@@ -128,9 +127,11 @@ def run_export(args) -> None:
 
 
 def _add_summary(parser) -> None:
-    parser.add_argument("model", metavar="MODEL_OR_NAME", help="a model name (resnet18, lenet, timm:...) or a model file")
-    parser.add_argument("--input", type=_shape, metavar="N,C,H,W", help="input shape (default: the model's natural input)")
-    parser.add_argument("--num-classes", type=int, help="output classes for a name (default 1000 for torchvision/timm, 10 for classic nets)")
+    parser.add_argument("model_or_name", metavar="MODEL_OR_NAME",
+                        help="a model name (resnet18, lenet, timm:...) or a model file")
+    parser.add_argument("--input-size", "--input", type=_shape, metavar="N,C,H,W",
+                        help="input shape (default: the model's natural input, batch 1)")
+    parser.add_argument("--num-classes", type=int, help="output classes for a name (default: 1000 for torchvision/timm, 10 for classic nets)")
     parser.add_argument("--model-args", nargs="*", metavar="KEY=VALUE", type=parse_key_value, default=[],
                         help="extra keyword arguments for the model factory (e.g. act=relu)")
     _add_trust_flag(parser)
@@ -140,27 +141,27 @@ def _add_summary(parser) -> None:
 def run_summary(args) -> None:
     from ..infer import summary
 
-    print(summary(args.model, input_size=args.input, num_classes=args.num_classes, model_args=dict(args.model_args),
-                  trust_code=args.trust_code).format())
+    print(summary(args.model_or_name, input_size=args.input_size, num_classes=args.num_classes,
+                  model_args=dict(args.model_args), trust_code=args.trust_code).format())
 
 
 def _add_show_data(parser) -> None:
     parser.add_argument("--data", help="as for train (default: the bundled MNIST sample)")
     parser.add_argument("--images", help="root folder for relative image paths in a CSV")
-    parser.add_argument("-o", "--out", default="grid.png", help="PNG to write (default grid.png)")
-    parser.add_argument("--n", type=int, default=32, help="images to show (default 32)")
+    parser.add_argument("-o", "--out", default="grid.png", help="PNG to write")
+    parser.add_argument("--n", type=int, default=32, help="images to show")
     parser.add_argument("--augment", action="store_true", help="show each image again as the training transforms change it")
-    parser.add_argument("--seed", type=int, default=0, help="which images, and which augmentations (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="which images, and which augmentations")
     parser.add_argument("--split", choices=["train", "val", "test"], default="train", help="split to draw from")
-    parser.add_argument("--model", default="lenet_relu", help="the model you will train: sets the default image size")
-    parser.add_argument("--image-size", type=int, help="side in pixels the model sees (as for train)")
+    parser.add_argument("--model", default="lenet_relu", help="the model you will train: it sets the image size when --image-size does not")
+    parser.add_argument("--image-size", type=int, help="side in pixels the model sees (as for train; default: the model's natural input)")
     parser.add_argument("--channels", type=int, choices=[1, 3], help="1 (grey) or 3 (RGB); default: what the data is")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (as for train)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flip (as for train; default: on for photos, off for small images)")
     parser.add_argument("--rotation", type=float, default=0.0, help="random rotation in degrees (as for train)")
-    parser.add_argument("--pad", type=int, help="padding of the random crop for small images (as for train)")
-    parser.add_argument("--val-split", type=float, help="as for train: the hold-out --split val shows")
+    parser.add_argument("--pad", type=int, help="padding of the random crop for small images (as for train; default: size/8 rounded)")
+    parser.add_argument("--val-split", type=float, help="as for train: the hold-out --split val shows (default: 0.2 when the data has no validation split)")
     parser.add_argument("--val-data", help="as for train: a separate validation folder or CSV")
-    parser.add_argument("--columns", type=int, default=8, help="images per row (default 8)")
+    parser.add_argument("--columns", type=int, default=8, help="images per row")
     parser.set_defaults(command=run_show_data)
 
 

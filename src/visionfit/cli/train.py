@@ -1,17 +1,28 @@
-"""`visionfit train` and `visionfit models`: one flag per config field, then fit()."""
+"""`visionfit train` and `visionfit models`: one flag per config field, then fit().
+
+    visionfit train --data digits/ --model resnet18 --epochs 5
+    visionfit train --config runs/exp/config.yaml --lr 0.01     # a saved run's settings, one changed
+"""
 import argparse
 import dataclasses
 import types
 import typing
 
 from ..config import SECTIONS
+from ..errors import ConfigError
+from .help import with_default
 
 
 def add_commands(commands) -> None:
     train = commands.add_parser("train", help="train a model; writes runs/<name>/", description="Train an image classifier.")
-    add_config_flags(train)
+    train.add_argument("--config", metavar="FILE.yaml",
+                       help="start from the settings in this YAML file: a run's config.yaml, or its sections (data, "
+                            "model, train, run) by hand; flags given here override it; its paths are relative to "
+                            "the working folder, as on the command line")
     train.add_argument("--trust-code", action="store_true",
-                       help="allow a package.module:Class model named in a file (--resume's record) to be imported")
+                       help="allow a package.module:Class model named in a file (the --config file, or the run "
+                            "--resume continues): importing it runs that module's code; only for files you trust")
+    add_config_flags(train)
     train.set_defaults(command=run_train)
 
     models = commands.add_parser("models", help="list the model names", description="List model names.")
@@ -20,13 +31,15 @@ def add_commands(commands) -> None:
     models.set_defaults(command=run_models)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field: `image_size` -> `--image-size`, help from the field."""
+def add_config_flags(parser: argparse.ArgumentParser, say_defaults: bool = True) -> None:
+    """One flag per config field: `image_size` -> `--image-size`, help from the field (and its
+    default, when `say_defaults`). Every flag's argparse default is None: only what the user
+    typed reaches fit(), so the config's own defaults (or a --config file) decide the rest."""
     for section, kind in SECTIONS.items():
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(kind):
             flag = "--" + f.name.replace("_", "-")
-            help_text = f.metadata.get("help", "")
+            help_text = _field_help(f) if say_defaults else f.metadata.get("help", "")
             base = _base_type(f.type)
             if base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -36,6 +49,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 group.add_argument(flag, type=_float_list, default=None, metavar="A,B,C", help=help_text)
             else:
                 group.add_argument(flag, type=base, default=None, choices=f.metadata.get("choices"), help=help_text)
+
+
+def _field_help(f: dataclasses.Field) -> str:
+    """The field's help, ending in its default ("none" for an unset optional field)."""
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return with_default(f.metadata.get("help", ""), "none" if default is None else default)
 
 
 def config_options(args: argparse.Namespace) -> dict:
@@ -51,20 +70,37 @@ def run_train(args: argparse.Namespace) -> None:
     from ..fitting import fit
 
     options = config_options(args)
+    if args.config:
+        options = _file_options(args.config, options, args.trust_code)
     fit(options.pop("model", None), options.pop("data", None), trust_code=args.trust_code, **options)
+
+
+def _file_options(path: str, flags: dict, trust_code: bool) -> dict:
+    """The options of a --config file with the flags laid over it, checked, as fit() takes them.
+
+    The file is data: a `package.module:Class` model it names is imported only with --trust-code
+    (one typed as --model on the command line is the user's own choice)."""
+    from ..config import Config
+    from ..models.safety import check_architecture
+
+    if flags.get("resume"):
+        raise ConfigError(f"--config {path} and --resume: a resumed run keeps its own saved settings; give one of them")
+    config = Config.from_file(path, **flags)
+    if "model" not in flags:
+        check_architecture(config.model.model, f"--config {path}", trust_code)
+    return {name: value for section in config.to_dict().values() for name, value in section.items()}
 
 
 def run_models(args: argparse.Namespace) -> None:
     from ..models import list_models
 
-    for family, names in list_models().items():
-        matching = [n for n in names if args.filter in n]
+    for family, names in list_models(args.filter).items():
         prefix = "timm:" if family == "timm" else ""
-        print(f"{family} ({len(matching)}{'' if not args.filter else ' matching'}):")
+        print(f"{family} ({len(names)}{'' if not args.filter else ' matching'}):")
         if family == "timm" and not (args.filter or args.all):
             print("  use as timm:<name>; `visionfit models --all` or `visionfit models FILTER` lists them")
             continue
-        print("\n".join(f"  {prefix}{n}" for n in matching) if matching else "  (none match)")
+        print("\n".join(f"  {prefix}{n}" for n in names) if names else "  (none match)")
 
 
 def _base_type(annotation):

@@ -31,6 +31,10 @@ EXAMPLE_BATCH = 2  # torch.export specialises a size-1 dimension to a constant; 
 # The torch.export-based exporter writes opset 18 and converts down from there; below 17 its
 # converter gives up and silently keeps 18, so we refuse those before spending the export's time.
 MIN_OPSET = 17
+NATIVE_OPSET = 18  # the oldest opset the exporter writes without converting
+# Reduce ops that gained the noop_with_empty_axes attribute in opset 18 (ReduceSum had it from 13).
+REDUCE_OPS_WITH_NOOP_FROM_18 = {"ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
+                                "ReduceMin", "ReduceProd", "ReduceSumSquare"}
 TORCHSCRIPT_META = "visionfit.json"
 
 
@@ -146,23 +150,70 @@ def _example(classifier: Classifier, with_preprocessing: bool) -> torch.Tensor:
 
 
 def _onnx_program(module: nn.Module, example: torch.Tensor, opset: int | None):
-    """torch.export-based ("dynamo") export with a symbolic batch dimension.
+    """torch.export-based ("dynamo") export with a symbolic batch dimension, at `opset`, stamped
+    with the oldest IR version that opset allows, so every onnxruntime that runs the opset loads it.
 
     Chosen over the TorchScript-based exporter (dynamo=False): it is torch's default and
     maintained path, and gave parity within 1e-5 on every net we test (classic, torchvision, timm).
     """
     batch = torch.export.Dim("batch")
     try:
-        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset, verbose=False,
+        program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
+                                    opset_version=None if opset is None else max(opset, NATIVE_OPSET),
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                     dynamic_shapes=({0: batch},))
     except Exception as error:  # torch.export and the ONNX translator raise many internal types
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"torch.onnx.export could not export this model: {first_line}") from error
+    if opset is not None and opset < NATIVE_OPSET:
+        program.model = _converted_down(program.model, opset)
     produced = program.model.opset_imports.get("", None)
     if opset is not None and produced != opset:
         raise ConfigError(f"--opset {opset}: the exporter produced opset {produced} instead; try another --opset")
+    program.model.ir_version = _oldest_ir_version(program.model.opset_imports)
     return program
+
+
+def _oldest_ir_version(opset_imports: dict[str, int]) -> int:
+    """The IR version of the onnx release that introduced these opsets: 8 for opset 17 and 18, 9 for
+    19 and 20, 10 for 21. The exporter stamps its own newest IR (10 with torch 2.14), which
+    onnxruntime before 1.18 refuses whatever the opset; an exported float classifier uses nothing
+    newer than its opset's IR (no float8, int4 or function overloads)."""
+    from onnx import helper
+
+    return helper.find_min_ir_version_for([helper.make_opsetid(domain, version) for domain, version in
+                                           opset_imports.items()], ignore_unknown=True)
+
+
+def _converted_down(model, opset: int):
+    """`model` (an onnx_ir model at NATIVE_OPSET) converted to the older `opset` by onnx's converter.
+
+    Converted here, once the exporter has folded constants: its own conversion runs before,
+    when a global average pool's ReduceMean has no constant axes yet, and quietly keeps opset 18.
+    """
+    import onnx
+    from onnxscript import ir
+
+    try:
+        proto = onnx.version_converter.convert_version(ir.serde.serialize_model(model), opset)
+        _drop_noop_with_empty_axes(proto.graph)
+        onnx.checker.check_model(proto)
+    except (RuntimeError, onnx.checker.ValidationError) as error:  # a converter assertion, or an invalid result
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(f"--opset {opset}: onnx could not convert this model to opset {opset} ({first_line}); "
+                          f"use --opset {NATIVE_OPSET} or newer") from error
+    return ir.serde.deserialize_model(proto)
+
+
+def _drop_noop_with_empty_axes(graph) -> None:
+    """onnx's 18 -> 17 adapter (onnx/onnx#5606) moves a Reduce op's axes back to an attribute but
+    keeps noop_with_empty_axes, which those ops only have from opset 18. 0 is the default and the
+    only behaviour opset 17 has, so it goes; a 1 stays, for the checker to refuse."""
+    for node in graph.node:
+        if node.op_type in REDUCE_OPS_WITH_NOOP_FROM_18:
+            kept = [a for a in node.attribute if not (a.name == "noop_with_empty_axes" and a.i == 0)]
+            del node.attribute[:]
+            node.attribute.extend(kept)
 
 
 def _onnxruntime_runner(path: str | Path):

@@ -6,14 +6,10 @@ count, names are shortened with an ellipsis, and the matrix's column labels are 
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # files only: no display needed, and none opened on a headless server
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..files import atomic_path  # noqa: E402
+from ..files import atomic_path
 
 NAME_CHARS = 22  # class names longer than this are cut, with an ellipsis
 CELL_INCHES = 0.45  # confusion matrix cell side
@@ -30,11 +26,21 @@ def short(name: str, limit: int = NAME_CHARS) -> str:
     return name[:front] + "…" + name[len(name) - (limit - 1 - front):]
 
 
+def _pyplot():
+    """matplotlib.pyplot, imported when a picture is drawn: `visionfit predict` never pays for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, and none opened on a headless server
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_confusion(path: str | Path, confusion: np.ndarray, class_names: list[str], title: str = "") -> None:
     """Counts in the cells, colour = fraction of the true class (row), so small classes show too."""
     k = len(class_names)
     side = max(5.0, CELL_INCHES * k + 3.5)
-    fig, ax = plt.subplots(figsize=(side, side * 0.9), layout="constrained")
+    fig, ax = _pyplot().subplots(figsize=(side, side * 0.9), layout="constrained")
     rows = confusion.sum(axis=1, keepdims=True)
     fractions = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
     image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
@@ -67,7 +73,7 @@ def plot_image_grid(path: str | Path, images: list[torch.Tensor], titles: list[s
     title_lines = max((text.count("\n") + 1 for text in titles), default=1)
     tile_width = max(TILE_INCHES, TITLE_CHAR_INCHES * max(map(len, lines), default=0) + 0.2)
     tile_height = tile_width + 0.17 * title_lines
-    fig, axes = plt.subplots(rows, columns, figsize=(tile_width * columns, tile_height * rows + 0.4 * bool(title)),
+    fig, axes = _pyplot().subplots(rows, columns, figsize=(tile_width * columns, tile_height * rows + 0.4 * bool(title)),
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
@@ -87,4 +93,4 @@ def _save(fig, path: str | Path) -> None:
     # Constrained layout (set when the figure is made) keeps labels, colorbar and titles apart.
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)

@@ -17,13 +17,9 @@ from ..data.samples import Samples
 from ..data.table import _pick_columns, _read_rows  # the CSV reader's own row and column choice
 from ..errors import ConfigError
 from ..files import atomic_path, check_outputs
+from ..formats import FORMATS
 from .protected import protected_inputs
 from .runner import NOT_FINITE, classify, load_classifier, read_samples
-
-FORMATS = {
-    "full": "image, label, confidence (+ true, top-k columns when present), error",
-    "kaggle": "exactly image,label, in input order: a competition submission",
-}
 
 
 def predict(model, inputs, out: str | Path | None = None, images: str | None = None, topk: int = 0,

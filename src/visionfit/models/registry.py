@@ -189,6 +189,8 @@ def model_builder(name: str) -> Callable:
     return source.builder(model_name)
 
 
-def list_models() -> dict[str, list[str]]:
-    """Every buildable name by library, for `visionfit models` (timm names go after `timm:`)."""
-    return {"classic": MODELS.names(), "torchvision": zoo.torchvision_names(), "timm": zoo.timm_names()}
+def list_models(filter: str = "") -> dict[str, list[str]]:
+    """Every buildable name by library that contains `filter`, for `visionfit models` (timm names
+    go after `timm:`). `filter` is spelled as in timm.list_models and `visionfit models FILTER`."""
+    names = {"classic": MODELS.names(), "torchvision": zoo.torchvision_names(), "timm": zoo.timm_names()}
+    return {library: [name for name in found if filter in name] for library, found in names.items()}
