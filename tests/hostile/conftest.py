@@ -6,6 +6,7 @@ and counted while the run goes on. Files visionfit reads never run code: a craft
 module writes MARKER when imported, and the `crafted_module` fixture checks it never does.
 """
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -24,14 +25,11 @@ def cli_error(capsys, *argv: str) -> str:
     assert last.startswith("visionfit: error: "), captured.err
     return last
 
-@pytest.fixture
-def crafted_module(tmp_path, monkeypatch):
-    """A module `vf_crafted` in a folder on sys.path and in the working folder; importing it
-    writes tmp_path/MARKER. Returns the marker's path, which a test asserts never appears."""
-    folder = tmp_path / "crafted"
-    folder.mkdir()
-    marker = tmp_path / MARKER
-    (folder / "vf_crafted.py").write_text(textwrap.dedent(f"""
+def write_marker_module(folder: Path, name: str, marker: Path) -> None:
+    """folder/<name>.py: a module whose import writes `marker`, holding a Net(num_classes, in_channels)
+    for 28 x 28 images (one Linear)."""
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(textwrap.dedent(f"""
         from pathlib import Path
         Path({str(marker)!r}).write_text("imported")
         import torch
@@ -42,8 +40,15 @@ def crafted_module(tmp_path, monkeypatch):
             def forward(self, x):
                 return self.fc(x.flatten(1))
     """))
+
+
+@pytest.fixture
+def crafted_module(tmp_path, monkeypatch):
+    """A module `vf_crafted` in a folder on sys.path and in the working folder; importing it
+    writes tmp_path/MARKER. Returns the marker's path, which a test asserts never appears."""
+    folder, marker = tmp_path / "crafted", tmp_path / MARKER
+    write_marker_module(folder, "vf_crafted", marker)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.chdir(folder)
     yield marker
     assert not marker.exists(), "a crafted module was imported: a file ran code"
-

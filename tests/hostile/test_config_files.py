@@ -24,65 +24,30 @@ def test_binary_garbage(capsys, tmp_path):
     assert "not a text file" in config_error(capsys, tmp_path / "run.yaml")
 
 
-def test_text_with_control_characters(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  lr: \x00\x01\n")
-    assert "is not plain YAML" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_broken_yaml_names_the_line(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  lr: 0.1\n  epochs: [1, 2\n")
-    assert "is not plain YAML (line " in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_a_yaml_list(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("- data\n- train\n")
-    assert "holds a list; it must be a mapping of sections" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_a_scalar_document(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("just some words\n")
-    assert "holds text; it must be a mapping of sections" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_an_unknown_section(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("optimiser:\n  lr: 0.1\n")
-    assert "unknown section 'optimiser'" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_a_section_that_is_not_a_mapping(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train: fast\n")
-    assert "section 'train' holds text" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_an_unknown_key(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  epochz: 3\n")
-    assert "unknown key train.epochz; did you mean train.epochs?" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_a_wrong_type(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  lr: fast\n")
-    assert "train.lr must be a number, not 'fast'" in config_error(capsys, tmp_path / "run.yaml")
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  lr: \x00\x01\n", "is not plain YAML"),
+    ("train:\n  lr: 0.1\n  epochs: [1, 2\n", "is not plain YAML (line "),
+    ("- data\n- train\n", "holds a list; it must be a mapping of sections"),
+    ("just some words\n", "holds text; it must be a mapping of sections"),
+    ("optimiser:\n  lr: 0.1\n", "unknown section 'optimiser'"),
+    ("train: fast\n", "section 'train' holds text"),
+    ("train:\n  epochz: 3\n", "unknown key train.epochz; did you mean train.epochs?"),
+    ("train:\n  lr: fast\n", "train.lr must be a number, not 'fast'"),
+    ("train:\n  epochs:\n", "train.epochs is empty"),
+    ("train:\n  amp: fp8\n", "train.amp is 'fp8'; it must be one of auto, bf16, fp16, off"),
+    ("run:\n  resume: runs/exp\n", "a file cannot resume a run: use --resume runs/exp"),
+], ids=["control-characters", "broken-yaml", "yaml-list", "scalar-document", "unknown-section",
+        "section-not-a-mapping", "unknown-key", "wrong-type", "empty-required-value", "outside-the-choices",
+        "resume-in-the-file"])
+def test_a_careless_file(capsys, tmp_path, text, message):
+    (tmp_path / "run.yaml").write_text(text)
+    assert message in config_error(capsys, tmp_path / "run.yaml")
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "1e999", "1" + "0" * 400], ids=["nan", "inf", "1e999", "400-digit-int"])
 def test_a_number_that_is_not_finite(capsys, tmp_path, value):
     (tmp_path / "run.yaml").write_text(f"train:\n  lr: {value}\n")
     assert "train.lr must be a number" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_an_empty_value_for_a_required_setting(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  epochs:\n")
-    assert "train.epochs is empty" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_a_value_outside_the_choices(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("train:\n  amp: fp8\n")
-    assert "train.amp is 'fp8'; it must be one of auto, bf16, fp16, off" in config_error(capsys, tmp_path / "run.yaml")
-
-
-def test_resume_in_the_file(capsys, tmp_path):
-    (tmp_path / "run.yaml").write_text("run:\n  resume: runs/exp\n")
-    assert "a file cannot resume a run: use --resume runs/exp" in config_error(capsys, tmp_path / "run.yaml")
 
 
 def test_a_python_tag_runs_no_command(capsys, tmp_path):

@@ -7,7 +7,6 @@ raw metadata text for the cases a writer would never produce.
 import json
 import re
 import sys
-import textwrap
 import time
 import types
 
@@ -21,7 +20,7 @@ from visionfit.cli import main
 from visionfit.errors import ModelError
 
 from ..conftest import model_meta
-from .conftest import cli_error
+from .conftest import cli_error, write_marker_module
 
 # The commands that read a model file, as argv after the file (inputs need not exist:
 # the model file is read first).
@@ -80,20 +79,8 @@ def test_this_is_never_imported(tmp_path, capsys, monkeypatch):
 
 
 def test_trust_code_loads_a_custom_module_file(tmp_path, capsys, monkeypatch):
-    folder = tmp_path / "trusted"
-    folder.mkdir()
-    marker = tmp_path / "TRUSTED.marker"
-    (folder / "vf_trusted.py").write_text(textwrap.dedent(f"""
-        from pathlib import Path
-        import torch
-        Path({str(marker)!r}).write_text("imported")
-        class Net(torch.nn.Module):
-            def __init__(self, num_classes=10, in_channels=1):
-                super().__init__()
-                self.fc = torch.nn.Linear(in_channels * 28 * 28, num_classes)
-            def forward(self, x):
-                return self.fc(x.flatten(1))
-    """))
+    folder, marker = tmp_path / "trusted", tmp_path / "TRUSTED.marker"
+    write_marker_module(folder, "vf_trusted", marker)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.delitem(sys.modules, "vf_trusted", raising=False)
     path = crafted_file(tmp_path, "vf_trusted:Net")
