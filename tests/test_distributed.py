@@ -1,6 +1,7 @@
 """torchrun: two CPU processes (Gloo) train exactly like one process with twice the batch."""
 import gzip
 import os
+import socket
 import subprocess
 import sys
 
@@ -18,9 +19,16 @@ def write_idx(path, array):
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
+def free_port() -> int:
+    """A TCP port no one listens on now: torchrun's store binds it (a fixed one can be busy or in TIME_WAIT)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def train(args, project, nproc=None):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-                str(29500 + os.getpid() % 1000)] if nproc else [sys.executable]
+                str(free_port())] if nproc else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*launcher, "-m", "visionfit", "train", *args, "--project", str(project)],
                           capture_output=True, text=True, env=env, timeout=300)

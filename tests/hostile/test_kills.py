@@ -18,7 +18,7 @@ from visionfit.cli import main
 from visionfit.data.samples import DatasetSplits, Samples
 
 from ..conftest import pattern_images
-from ..test_distributed import write_idx
+from ..test_distributed import free_port, write_idx
 from .conftest import cli_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +154,7 @@ def test_torchrun_restarts_a_killed_worker_group_from_the_runs_checkpoint(bars_i
 
     def torchrun(model: str, project: Path) -> subprocess.CompletedProcess:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--max-restarts", "1",
-                    "--master_port", str(29700 + os.getpid() % 200)]
+                    "--master_port", str(free_port())]
         args = ["-m", "visionfit", "train", "--data", str(bars_idx), "--model", f"tests.hostile.timed_nets:{model}",
                 "--epochs", "3", "--batch-size", "8", "--quiet", "--workers", "0", "--project", str(project)]
         done = subprocess.run([*launcher, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=400)

@@ -131,8 +131,10 @@ def preset_from_meta(meta: dict) -> Preset:
 def normalize(x_0_255: torch.Tensor, mean, std) -> torch.Tensor:
     """(pixel / 255 - mean) / std per channel, as float32: the one normalisation (the exported
     graph's --with-preprocessing step calls this too)."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=x_0_255.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=x_0_255.device).view(1, -1, 1, 1)
+    mean, std = (values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float32)
+                 for values in (mean, std))  # tensors pass as they are: constants a tracer records silently
+    mean = mean.to(x_0_255.device).view(1, -1, 1, 1)
+    std = std.to(x_0_255.device).view(1, -1, 1, 1)
     return (x_0_255.float() / 255 - mean) / std
 
 
