@@ -135,14 +135,14 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
     if done >= config.train.epochs:
         raise ConfigError(f"{run_dir} already finished {done} epochs, all that --epochs {config.train.epochs} "
                           f"asks for; give a larger --epochs to train longer")
-    plan, spec, preset, class_names = saved_plan(record)
+    plan, spec, class_names = saved_plan(record)
     net = _saved_net(spec, state["model"], run_dir, trust_code)
     dist, device = _session(config)
     with _writing(run_dir, dist):
         splits = resolve_splits(config.data, config.train.seed)
         require_training_data(splits)
         prepared = prepare_data(config.data, splits, plan)
-        _same_data(run_dir, class_names, preset, prepared)
+        _same_classes(run_dir, class_names, prepared)
         resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
@@ -193,14 +193,11 @@ def _checked_run_dir(run_dir: Path) -> Path:
     return run_dir
 
 
-def _same_data(run_dir: Path, class_names: tuple[str, ...], preset, prepared: PreparedData) -> None:
-    """A resumed run must see the data it started with: same classes, same preprocessing."""
+def _same_classes(run_dir: Path, class_names: tuple[str, ...], prepared: PreparedData) -> None:
+    """A resumed run must see the classes it started with (its preprocessing is the recorded one)."""
     if tuple(prepared.splits.class_names) != class_names:
         raise ConfigError(f"the data of {run_dir} changed since the run started: classes are now "
                           f"{prepared.splits.class_names[:10]}, were {list(class_names)[:10]}; start a new run")
-    if prepared.preset != preset:
-        raise ConfigError(f"the data of {run_dir} changed since the run started (its preprocessing now "
-                          f"differs: {prepared.preset} vs {preset}); start a new run")
 
 
 def _session(config: Config) -> tuple[Distributed, torch.device]:

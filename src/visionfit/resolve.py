@@ -20,7 +20,7 @@ from torch import nn
 from . import __version__
 from .config import Config
 from .data.prepare import InputPlan, PreparedData
-from .data.transforms import Preset, preset_from_meta
+from .data.transforms import Preset
 from .errors import ConfigError
 from .models import apply_init, create_model, model_args_for_input
 
@@ -105,9 +105,9 @@ def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: Model
                     plan.notes + tuple(notes))
 
 
-def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, Preset, tuple[str, ...]]:
-    """The input plan (with its measured statistics), model spec, preset and class names a
-    run recorded (`record()`), for resuming it with exactly that spec."""
+def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:
+    """The input plan (with its measured statistics), model spec and class names a run
+    recorded (`record()`), for resuming it with exactly that spec."""
     try:
         saved = record["resolved"]
         values = dict(saved["input"])
@@ -115,9 +115,7 @@ def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, Preset, tuple[str, .
         values["notes"] = tuple(values.get("notes", ()))
         values["store_shape"] = tuple(values["store_shape"]) if values["store_shape"] else None
         plan = InputPlan(**values)
-        spec = ModelSpec(**saved["model"])
-        preset = preset_from_meta({"preprocess": saved["preprocess"], "preset": saved["augmentation"]})
-        return plan, spec, preset, tuple(saved["class_names"])
+        return plan, ModelSpec(**saved["model"]), tuple(saved["class_names"])
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"the run's recorded settings are incomplete or from another visionfit version "
                           f"({type(error).__name__}: {error}); start the run again") from error

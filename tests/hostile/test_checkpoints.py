@@ -95,3 +95,29 @@ def test_with_no_usable_checkpoint_one_line_names_both_files(capsys, crafted_mod
     assert f"and {run / 'previous.ckpt'} is " in line
     assert line.endswith(f"start a new run without --resume, or from these weights with --weights "
                          f"{run / 'last.safetensors'}")
+
+
+def edited_record(run, edit) -> None:
+    """Rewrite both checkpoints of `run` with their recorded settings changed by edit(record)."""
+    for name in ("last.ckpt", "previous.ckpt"):
+        state = torch.load(run / name, weights_only=True)
+        edit(state["config"])
+        torch.save(state, run / name)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["resolved"]["input"].update(store_shape=[100_000, 100_000]),
+     r"recorded settings are incomplete or from another visionfit version .*image sides"),
+    (lambda r: r["resolved"]["input"].update(pad=10 ** 9), r"pad 1000000000 and rotation 0.0 are out of range"),
+    (lambda r: r["resolved"]["model"].update(architecture="vf_crafted:Net"),
+     r"names its architecture 'vf_crafted:Net', code outside visionfit"),
+    (lambda r: r["resolved"]["model"].update(args={"checkpoint_path": "/etc/passwd"}),
+     r"checkpoint_path"),
+    (lambda r: r["resolved"]["model"].update(in_channels=100_000_000), r"do not fit architecture|in_channels"),
+    (lambda r: r["resolved"].pop("input"), r"recorded settings are incomplete"),
+], ids=["huge-store-shape", "huge-pad", "code-architecture", "file-opening-argument", "huge-channels",
+        "no-input-plan"])
+def test_a_checkpoint_whose_record_was_edited_is_refused_before_any_work(run, capsys, crafted_module, edit, message):
+    edited_record(run, edit)
+    line = cli_error(capsys, "train", "--resume", run, "--epochs", "3")
+    assert re.search(message, line), line

@@ -26,6 +26,8 @@ from .store import ImageStore, build_store, channel_stats, lazy_store
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
 RAGGED_STORE_MARGIN = 1.25  # photos are stored at 1.25x the eval resize side: room for random crops
+MAX_STORED_SIDE = 16384  # pixels: the largest side a plan may ask to decode or store images at
+MAX_PAD = 64
 DEFAULT_INTERPOLATION = "bilinear"
 
 
@@ -46,6 +48,14 @@ class InputPlan:
     rotation: float
     pad: int
     notes: tuple[str, ...] = ()  # what was decided from the data or the weights, and why
+
+    def __post_init__(self):
+        # A plan is read back from a run's record to resume it: a file, so nothing it says is trusted.
+        sides = [self.size, self.resize_side, *(self.store_shape or ()), *([self.store_side] if self.store_side else [])]
+        if not all(isinstance(side, int) and 1 <= side <= MAX_STORED_SIDE for side in sides):
+            raise ValueError(f"image sides {sides} must be whole numbers from 1 to {MAX_STORED_SIDE}")
+        if not (isinstance(self.pad, int) and 0 <= self.pad <= MAX_PAD and 0 <= float(self.rotation) <= 180):
+            raise ValueError(f"pad {self.pad!r} and rotation {self.rotation!r} are out of range")
 
     def preprocess(self, mean, std) -> Preprocess:
         return Preprocess(self.size, self.channels, self.resize, self.resize_side, self.interpolation,
