@@ -76,7 +76,7 @@ def test_val_data_same_as_data_is_refused(tmp_path, capsys):
 
 
 def test_val_folder_copying_train_is_refused(tmp_path, capsys):
-    root = class_tree(tmp_path / "data" / "train")
+    class_tree(tmp_path / "data" / "train")
     class_tree(tmp_path / "data" / "val")  # the same seed: the very same images
     line = cli_error(capsys, "train", "--data", tmp_path / "data", *TRAIN)
     assert "every image of data's validation split (8) is also a training image" in line

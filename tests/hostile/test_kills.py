@@ -8,14 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import visionfit
 from visionfit.checkpoints import load_resume_state
 from visionfit.cli import main
-from visionfit.data.samples import DatasetSplits, Samples
 
 from ..conftest import pattern_images
 from ..test_distributed import free_port, write_idx

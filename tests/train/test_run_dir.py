@@ -51,7 +51,7 @@ def test_check_project_refuses_files_and_data_folders_and_makes_nothing(tmp_path
 
 
 def test_a_second_writer_of_a_run_folder_is_refused_until_the_first_is_done(tmp_path):
-    with RunLock(tmp_path) as lock:
+    with RunLock(tmp_path):
         assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
         with pytest.raises(OutputError) as error:
             RunLock(tmp_path).__enter__()

@@ -76,7 +76,6 @@ def run_predict(args) -> None:
     rows = predict(args.model, args.inputs, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
                    format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers,
                    trust_code=args.trust_code)
-    failed = sum(1 for row in rows if row["error"])
     print(f"wrote {len(rows):,} prediction{'s' if len(rows) != 1 else ''} to {args.out}")
     if "true" in (rows[0] if rows else {}):
         scored = [row for row in rows if not row["error"]]
