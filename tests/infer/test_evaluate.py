@@ -104,3 +104,7 @@ def test_training_and_eval_score_a_photo_test_split_identically(tmp_path):
     report = visionfit.evaluate(result.best_model, root / "test")
     assert report.images == 12
     assert result.test["acc"] == report.accuracy
+    # Not only the same count of right answers: the same probabilities, so the same pixels.
+    rows = visionfit.predict(result.best_model, root / "test", topk=2)
+    p_true = [row["top1_prob"] if row["top1"] == row["true"] else row["top2_prob"] for row in rows]
+    assert float(np.mean(-np.log(p_true))) == pytest.approx(result.test["loss"], abs=1e-5)
