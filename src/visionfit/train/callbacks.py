@@ -21,7 +21,8 @@ from ..checkpoints import save_model_file, save_resume_state, unwrap  # noqa: E4
 from ..files import atomic_path  # noqa: E402
 from .divergence import require_finite_weights  # noqa: E402
 
-METRIC_COLUMNS = ["epoch", "loss", "acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"]
+METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "val_loss", "val_acc", "val_macro_f1",
+                  "val_balanced_acc", "lr", "images_per_s", "seconds"]
 
 
 def score(metrics: dict) -> float:

@@ -15,16 +15,17 @@ from torch import nn
 from ..data.loader import epoch_seed
 from .distributed import Distributed
 from .divergence import LossWatch, require_finite_validation_loss
+from .tasks import SingleLabel
 
 
 class Trainer:
     def __init__(self, model, optimizer, scheduler, train_loader, val_loader, device, train_cfg, callbacks=(),
-                 dist: Distributed | None = None):
+                 dist: Distributed | None = None, task=None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.cfg, self.callbacks = device, train_cfg, list(callbacks)
         self.dist = dist or Distributed()
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing)
+        self.task = task or SingleLabel(label_smoothing=train_cfg.label_smoothing)
         self.amp_dtype = amp_dtype(train_cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_watch = LossWatch(device, self.dist)
@@ -53,7 +54,7 @@ class Trainer:
     def train_one_epoch(self) -> dict:
         self.train_loader.set_epoch(self.epoch)
         set_train_mode(self.model)
-        totals = torch.zeros(3, device=self.device)  # loss sum, correct, seen
+        tally = self.task.tally(self.device)
         lr = self.optimizer.param_groups[-1]["lr"]  # the head's group: what the user asked for
         self.loss_watch.start_epoch(self.epoch)
         start = time.perf_counter()
@@ -63,19 +64,17 @@ class Trainer:
             with sync:
                 with self._autocast():
                     logits = self.model(x)
-                    loss = self.criterion(logits, y)
+                    loss = self.task.train_loss(logits, y)
                 self.loss_watch.note(step, loss, self.optimizer.param_groups[-1]["lr"])
                 self.scaler.scale(loss / self.cfg.accumulate).backward()
             if last_of_group:
                 self._optimizer_step()
-            totals += _batch_totals(loss.detach().float() * len(y), logits, y)
+            tally.add(logits.detach(), y, loss.detach() * len(y))
             self._emit("on_batch_end", step, loss)
         self.loss_watch.check()
-        totals = self.dist.sum(totals)
+        metrics = tally.result(self.dist)
         seconds = time.perf_counter() - start
-        loss_sum, correct, seen = totals.tolist()
-        return {"loss": loss_sum / seen, "acc": correct / seen, "lr": lr,
-                "images_per_s": seen / seconds, "seconds": seconds}
+        return {**metrics, "lr": lr, "images_per_s": tally.seen / seconds, "seconds": seconds}
 
     def _optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)
@@ -85,16 +84,14 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict:
-        """Loss and accuracy over a loader, in eval mode (BatchNorm/Dropout off), without grads."""
+        """The task's metrics (loss, acc, macro_f1, ...) over a loader, in eval mode (BatchNorm/Dropout off), without grads."""
         self.model.eval()
-        totals = torch.zeros(3, device=self.device)
+        tally = self.task.tally(self.device)
         for x, y in loader:
             with self._autocast():
                 logits = self.model(x)
-            loss = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-            totals += _batch_totals(loss, logits, y)
-        loss_sum, correct, seen = self.dist.sum(totals).tolist()
-        return {"loss": loss_sum / seen, "acc": correct / seen}
+            tally.add(logits, y, self.task.eval_loss_sum(logits, y))
+        return tally.result(self.dist)
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -106,12 +103,6 @@ class Trainer:
             handler = getattr(callback, event, None)
             if handler is not None:
                 handler(self, *args)
-
-
-def _batch_totals(loss_sum: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """[loss summed over the batch, correct predictions, images], kept on the device (no sync)."""
-    correct = (logits.argmax(1) == y).sum().float()
-    return torch.stack([loss_sum, correct, torch.full_like(correct, len(y))])
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
