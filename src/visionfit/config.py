@@ -36,6 +36,8 @@ class DataConfig:
     flip: bool | None = option(None, "random horizontal flip while training; default: on for photos, off for small images")
     rotation: float = option(0.0, "random rotation while training, in degrees (+/-)")
     pad: int | None = option(None, "padding for the random crop of small images, in pixels; default: size/8 rounded")
+    augment: str | None = option(None, "training augmentation by strength: none, light, medium or strong; --flip, --rotation and --pad override its parts; default: the recipe's", choices=["none", "light", "medium", "strong"])
+    sampler: str = option("shuffle", "shuffle: every image once per epoch; balanced: draw images so every class is seen equally often", choices=["shuffle", "balanced"])
     resize: str | None = option(None, "how evaluation resizes: shorter (the shorter side, then a center crop) or both (both sides to the size); default: the pretrained weights' rule, else both for small images, shorter for photos", choices=["shorter", "both"])
     crop_fraction: float | None = option(None, "center crop side / resize side for evaluation, in (0, 1]; default: the pretrained weights' (timm's crop_pct), else 0.875 for photos (256 -> 224) and 1 for small images")
     interpolation: str | None = option(None, "resampling for resizes: bilinear, bicubic or nearest; default: the pretrained weights', else bilinear", choices=["bilinear", "bicubic", "nearest"])
@@ -84,6 +86,13 @@ class TrainConfig:
     lr_backbone_mult: float | None = option(None, "backbone learning rate as a multiple of --lr, e.g. 0.1; default: 1")
     unfreeze_after: int | None = option(None, "with --freeze: after this many epochs the backbone trains too (its BatchNorm layers stay frozen); pair with a small --lr-backbone-mult such as 0.01")
     cache_features: bool | None = option(None, "train the head on backbone features computed once; default: on when the backbone is frozen and training has no random augmentation")
+    recipe: str | None = option(None, "a named training recipe: d2l, finetune or timm-small; flags given override its parts; default: the model's own")
+    mixup: float = option(0.0, "MixUp alpha (e.g. 0.8): blend pairs of images and their labels; 0 is off")
+    cutmix: float = option(0.0, "CutMix alpha (e.g. 1.0): paste a patch of one image into another, labels by area; 0 is off")
+    mix_prob: float = option(1.0, "probability that a batch is mixed, when --mixup or --cutmix is on")
+    ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too")
+    class_weights: str = option("none", "weight the loss per class: none, auto (inverse frequency) or effective (effective number of samples)", choices=["none", "auto", "effective"])
+    monitor: str = option("val_acc", "the metric that picks the best model and drives --patience", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc"])
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
 
 
@@ -265,6 +274,10 @@ def number_ranges(config: Config) -> dict[str, Range]:
         "label_smoothing": Range(0, 1, "e.g. 0.1", high_open=True),
         "accumulate": Range(1, 1024, "batches per optimizer step, e.g. 4"),
         "patience": Range(1, hint="epochs, e.g. 5"),
+        "mixup": Range(0, 10, "a Beta(alpha, alpha) parameter, e.g. 0.2 to 0.8; 0 is off"),
+        "cutmix": Range(0, 10, "a Beta(alpha, alpha) parameter, e.g. 1.0; 0 is off"),
+        "mix_prob": Range(0, 1, "a probability, e.g. 1.0 or 0.5"),
+        "ema": Range(0, 1, "a decay close to 1, e.g. 0.999 (0.99 for short runs)", low_open=True, high_open=True),
     }
 
 
