@@ -1,10 +1,21 @@
 """Fixtures shared across the suite: tiny, learnable datasets made on the spot."""
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from visionfit.data.preprocess import Preprocess
 from visionfit.data.samples import DatasetSplits, Samples
 from visionfit.data.transforms import EVAL_CROP_FRACTION, Preset
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`-n 2`), each worker gets its share of the cores for torch's
+    threads: two workers with two threads each on two cores would fight over them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pattern_images(n: int, num_classes: int = 3, side: int = 16, seed: int = 0):
