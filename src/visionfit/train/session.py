@@ -20,6 +20,7 @@ from torch import nn
 
 from ..checkpoints import load_model
 from ..config import Config
+from ..cpu_memory import keep_freed_memory
 from ..data.loader import BatchLoader
 from ..data.prepare import PreparedData, default_workers
 from ..devices import resolve_device
@@ -78,6 +79,8 @@ def start_session(config: Config) -> tuple[Distributed, torch.device]:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     _configure_torch(config.train)
+    if device.type == "cpu":
+        keep_freed_memory()  # activations reuse the heap instead of faulting in fresh pages every batch
     torch.manual_seed(config.train.seed)
     return dist, device
 
