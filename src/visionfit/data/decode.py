@@ -74,12 +74,14 @@ def load_image(path: str | Path | BinaryIO, channels: int, max_side: int | None 
             _check_pixel_count(image.size, max_pixels, name)
             pixels = decode(image, max_side)
     except Image.DecompressionBombError as error:
-        raise TooManyPixels(
-            f"image {name} has more pixels than Pillow decodes safely ({error}); "
-            "shrink the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
-        ) from error
+        advice = ("send a smaller image" if max_pixels is not None  # a caller with its own cap: a server
+                  else "shrink the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it")
+        raise TooManyPixels(f"image {name} has more pixels than Pillow decodes safely ({error}); {advice}") from error
     except DECODE_ERRORS as error:
-        raise DataError(f"cannot read image {name} ({error}); remove or replace the file") from error
+        reason = str(error)
+        if not isinstance(path, (str, Path)):
+            reason = reason.replace(f" {path!r}", "")  # Pillow names a file object by its repr: noise
+        raise DataError(f"cannot read image {name} ({reason}); remove or replace the file") from error
     return match_channels(pixels, channels)
 
 
