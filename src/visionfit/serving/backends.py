@@ -84,10 +84,7 @@ def _onnx_backend(path: Path) -> Backend:
     meta = check_meta(onnx_meta(props, str(path)), str(path))
     preset = preset_from_meta(meta)
     input_name = _graph_input(session, props, preset, path)
-    output_name = props.get("output_name", "logits")
-    if output_name not in [output.name for output in session.get_outputs()]:
-        raise ModelError(f"{path}: its metadata names output '{output_name[:40]}', which the graph does not have; "
-                         "export it again with `visionfit export --onnx`")
+    output_name = _graph_output(session, props, len(meta["class_names"]), path)
     takes_uint8 = session.get_inputs()[0].type == "tensor(uint8)"
 
     def probabilities(images: list[torch.Tensor]) -> np.ndarray:
@@ -145,3 +142,17 @@ def _graph_input(session, props: dict[str, str], preset: Preset, path: Path) -> 
         raise ModelError(f"{path}: the graph takes {shape} images, its metadata says N x {preset.channels} x "
                          f"{preset.size} x {preset.size}; export it again with `visionfit export --onnx`")
     return expected
+
+
+def _graph_output(session, props: dict[str, str], classes: int, path: Path) -> str:
+    """The output the metadata names, once the graph has it and it scores one value per class name."""
+    name = props.get("output_name", "logits")
+    output = next((output for output in session.get_outputs() if output.name == name), None)
+    if output is None:
+        raise ModelError(f"{path}: its metadata names output '{name[:40]}', which the graph does not have; "
+                         "export it again with `visionfit export --onnx`")
+    scored = output.shape[-1] if output.shape else None
+    if isinstance(scored, int) and scored != classes:
+        raise ModelError(f"{path}: the graph scores {scored} classes, its metadata names {classes}; "
+                         "the file was edited: export it again with `visionfit export --onnx`")
+    return name
