@@ -17,7 +17,7 @@ from ..errors import ConfigError
 
 LOCALHOST = "127.0.0.1"
 SETTINGS_VARIABLE = "VISIONFIT_SERVE_SETTINGS"
-DEPENDENCIES = ("starlette", "uvicorn", "multipart")  # multipart: python-multipart, Starlette's form parser
+DEPENDENCIES = {"starlette": "starlette", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}  # module: package
 INSTALL = "pip install 'visionfit[serve]'"
 
 
@@ -82,7 +82,7 @@ def app_from_environment():
 
 
 def require_dependencies() -> None:
-    missing = [name for name in DEPENDENCIES if importlib.util.find_spec(name) is None]
+    missing = [package for module, package in DEPENDENCIES.items() if importlib.util.find_spec(module) is None]
     if missing:
         raise ConfigError(f"serving needs starlette, uvicorn and python-multipart (missing: {', '.join(missing)}): {INSTALL}")
 
