@@ -72,7 +72,7 @@ def test_an_oversize_body_gets_413_whether_or_not_it_says_its_length(mnist_model
         streamed = client.post("/predict", content=iter([b"--x\r\n", big, b"\r\n--x--\r\n"]),  # chunked: no length
                                headers={"content-type": "multipart/form-data; boundary=x"})
     for answer in (declared, streamed):
-        assert answer.status_code == 413 and "at most 0.01 MB per request" in answer.json()["error"]
+        assert answer.status_code == 413 and "over the 0.01 MB this server takes" in answer.json()["error"]
 
 
 def test_too_many_files_or_none_or_not_multipart_is_a_400_or_415(mnist_model, digit_files):

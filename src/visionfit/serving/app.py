@@ -28,29 +28,31 @@ from ..errors import DataError
 from ..infer.runner import NOT_FINITE_REASON, decode_upload
 from .backends import Backend
 from .batching import Batcher
+from .server import ServeSettings
 from .uploads import BAD_REQUEST, Limits, Refused, read_images, refusal
 
 DEFAULT_TOPK = 5
 PAGE = "page.html"
 
 
-def create_app(backend: Backend, limits: Limits = Limits(), max_batch: int = 32, max_wait_ms: float = 5.0) -> Starlette:
+def create_app(backend: Backend, limits: Limits = Limits(), max_batch: int = ServeSettings.max_batch,
+               max_wait_ms: float = ServeSettings.max_wait_ms) -> Starlette:
     """The app serving `backend`; its state holds the backend, limits and batcher (tests read its counters)."""
     batcher = Batcher(backend.probabilities, max_batch, max_wait_ms)
-    # Decoding threads: PIL releases the GIL; a few, since each may hold a max_pixels image.
-    decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="visionfit-decode")
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        await batcher.start()
-        yield
-        await batcher.stop()
-        decoders.shutdown(wait=False, cancel_futures=True)
+        # Decoding threads: PIL releases the GIL; only a few, since each may hold a max_pixels image.
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="visionfit-decode") as pool:
+            app.state.decoders = pool
+            await batcher.start()
+            yield
+            await batcher.stop()
 
     app = Starlette(routes=[Route("/", page), Route("/health", health), Route("/model", model_info),
                             Route("/predict", predict, methods=["POST"])],
                     exception_handlers={Refused: refused}, lifespan=lifespan)
-    app.state.backend, app.state.limits, app.state.batcher, app.state.decoders = backend, limits, batcher, decoders
+    app.state.backend, app.state.limits, app.state.batcher = backend, limits, batcher
     app.state.page = (resources.files(__package__) / PAGE).read_text(encoding="utf-8")
     return app
 

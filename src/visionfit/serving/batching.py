@@ -27,17 +27,17 @@ class Batcher:
         self.images_scored = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        # One thread: model calls run one after another, each using the runtime's own threads.
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visionfit-model")
+        self._model_thread: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
+        # One thread: model calls run one after another, each using the runtime's own threads.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visionfit-model")
         self._task = asyncio.create_task(self._run_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
         self._model_thread.shutdown(wait=True)
 
     async def score(self, images: list[torch.Tensor]) -> np.ndarray:

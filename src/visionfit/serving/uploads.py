@@ -2,7 +2,7 @@
 
 An upload is data: its size is counted as it streams in (a Content-Length may lie or be
 absent), its pixel count is read from the image header before anything is decoded
-(data/decode.py), and every refusal is an Refused with the HTTP status and one line
+(data/decode.py), and every refusal is a Refused with the HTTP status and one line
 saying what to send instead. The server keeps serving whatever a client sends.
 """
 from dataclasses import dataclass
@@ -42,7 +42,7 @@ async def read_images(request: Request, limits: Limits) -> list[tuple[str, bytes
     """(file name, bytes) of each file in a multipart/form-data request, in order."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
         raise Refused(UNSUPPORTED, "send images as multipart/form-data file fields, "
-                                         "e.g. curl -F file=@digit.png http://127.0.0.1:8000/predict")
+                                   "e.g. curl -F file=@digit.png http://127.0.0.1:8000/predict")
     max_bytes = int(limits.max_upload_mb * MB)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -57,7 +57,7 @@ async def read_images(request: Request, limits: Limits) -> list[tuple[str, bytes
         files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not files:
             raise Refused(BAD_REQUEST, "the request has no image file; send one or more, "
-                                             "e.g. curl -F file=@digit.png -F file=@other.png ...")
+                                       "e.g. curl -F file=@digit.png -F file=@other.png ...")
         return [(_name(upload, i), await upload.read()) for i, upload in enumerate(files)]
     finally:
         await form.close()
@@ -84,8 +84,8 @@ async def _counted(stream, max_bytes: int, limits: Limits):
 
 
 def _too_large(size: int, limits: Limits) -> Refused:
-    return Refused(TOO_LARGE, f"the upload is {size / MB:.1f} MB or more; this server takes at most "
-                                    f"{limits.max_upload_mb:g} MB per request (send fewer or smaller images)")
+    return Refused(TOO_LARGE, f"the upload is {size:,} bytes or more, over the {limits.max_upload_mb:g} MB this server "
+                              "takes per request; send fewer or smaller images")
 
 
 def _name(upload: UploadFile, index: int) -> str:
