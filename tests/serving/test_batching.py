@@ -2,6 +2,7 @@
 rows back, and a failing model call fails its requests, not the batcher."""
 import asyncio
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -55,6 +56,34 @@ def test_no_model_call_takes_more_than_max_batch_images(max_batch, sizes):
     results = asyncio.run(scored_concurrently(Batcher(model, max_batch, max_wait_ms=50), [[1, 2], [3, 4, 5], [6, 7]]))
     assert model.batch_sizes == sizes
     assert [list(rows[:, 0]) for rows in results] == [[1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0]]
+
+
+def test_a_lone_request_does_not_wait_and_one_on_its_way_is_waited_for():
+    model = CountingModel()
+    batcher = Batcher(model, max_batch=32, max_wait_ms=5000)
+
+    async def arrives_later():
+        with batcher.arriving():
+            await asyncio.sleep(0.02)  # being read and decoded
+        return await batcher.score([image(3)])
+
+    async def run():
+        await batcher.start()
+        try:
+            started = time.monotonic()
+            await batcher.score([image(1)])
+            lone_s = time.monotonic() - started
+            later = asyncio.create_task(arrives_later())
+            await asyncio.sleep(0)  # it is on its way
+            started = time.monotonic()
+            rows = await batcher.score([image(2)])
+            return lone_s, time.monotonic() - started, rows, await later
+        finally:
+            await batcher.stop()
+
+    lone_s, joined_s, rows, later_rows = asyncio.run(run())
+    assert model.batch_sizes == [1, 2] and rows[0, 0] == 2.0 and later_rows[0, 0] == 3.0
+    assert lone_s < 2.5 and joined_s < 2.5  # neither waited out max_wait_ms: the wait ends when the request is in
 
 
 def test_a_failed_model_call_fails_its_requests_and_the_next_call_runs():

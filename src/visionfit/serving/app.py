@@ -76,8 +76,9 @@ async def model_info(request: Request) -> JSONResponse:
 async def predict(request: Request) -> JSONResponse:
     state = request.app.state
     topk = _topk(request, len(state.backend.class_names))
-    uploads = await read_images(request, state.limits)
-    images = await asyncio.gather(*(_decoded(state, name, data) for name, data in uploads))
+    with state.batcher.arriving():
+        uploads = await read_images(request, state.limits)
+        images = await asyncio.gather(*(_decoded(state, name, data) for name, data in uploads))
     probs = await state.batcher.score(list(images))
     names = state.backend.class_names
     rows = [prediction(name, row, names, topk) for (name, _), row in zip(uploads, probs)]

@@ -4,17 +4,21 @@
     await batcher.start()
     probs = await batcher.score(images)     # float32 len(images) x K; other requests share the call
 
-One task takes the first waiting image, waits up to max_wait_ms for more (not at all when
-max_batch is 1, or when max_batch images already wait), and runs the model on at most
-max_batch of them on one model thread, so the event loop keeps accepting and decoding
-requests meanwhile; images that arrive during a call form the next batch.
+One task takes the first waiting image, waits up to max_wait_ms for more while requests are
+on their way (`arriving`: read and decoded, not yet queued; a lone request never waits),
+and runs the model on at most max_batch of them on one model thread, so the event loop
+keeps accepting and decoding requests meanwhile; images that arrive during a call form the
+next batch.
 """
 import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 import torch
+
+POLL_S = 0.001  # how often a waiting batch looks whether the requests on their way have arrived
 
 
 class Batcher:
@@ -25,6 +29,7 @@ class Batcher:
         self.max_wait_s = max_wait_ms / 1000
         self.model_calls = 0  # batches run, and the images in them: GET /health reports both
         self.images_scored = 0
+        self.arriving_requests = 0  # being read or decoded: their images will want the next call
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._model_thread: ThreadPoolExecutor | None = None
@@ -40,6 +45,15 @@ class Batcher:
         await asyncio.gather(self._task, return_exceptions=True)
         self._model_thread.shutdown(wait=True)
 
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around reading and decoding a request, so the next model call waits for its images."""
+        self.arriving_requests += 1
+        try:
+            yield
+        finally:
+            self.arriving_requests -= 1
+
     async def score(self, images: list[torch.Tensor]) -> np.ndarray:
         """Softmax probabilities of `images` (uint8 C x H x W each), float32 N x K, in order."""
         loop = asyncio.get_running_loop()
@@ -54,8 +68,11 @@ class Batcher:
 
     async def _next_batch(self) -> list:
         batch = [await self._queue.get()]
-        if self.max_batch > 1 and self._queue.qsize() < self.max_batch - 1:
-            await asyncio.sleep(self.max_wait_s)  # let concurrent requests join this call
+        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        # Let the requests on their way join this call: until they are queued, the batch is full, or time is up.
+        while (self.arriving_requests and self._queue.qsize() < self.max_batch - 1
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(POLL_S)
         while len(batch) < self.max_batch and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
