@@ -232,7 +232,7 @@ def test_an_interrupt_exits_130_in_one_line(capsys, monkeypatch):
 
 API = {"train": ["fit"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript"],
        "summary": ["summary"], "show-data": ["show_data"], "compare": ["compare"], "models": ["list_models"],
-       "check-data": ["check_data"]}
+       "check-data": ["check_data"], "serve": ["serve"]}
 # Flags whose Python spelling is a choice of function, or a step before the call, rather than a keyword.
 NOT_KEYWORDS = {
     ("train", "config"): "Config.from_file(path, **options) reads the file; fit takes the options",

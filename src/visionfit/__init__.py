@@ -18,6 +18,7 @@ _PUBLIC = {
     "evaluate": "infer", "predict": "infer", "export_onnx": "infer", "export_torchscript": "infer",
     "summary": "infer", "show_data": "infer",
     "check_data": "data.check",
+    "serve": "serving",
     "VisionfitError": "errors", "ConfigError": "errors", "DataError": "errors", "ModelError": "errors",
 }
 

@@ -1,4 +1,5 @@
 """load_image gives the right uint8 pixels for every PIL mode, orientation and failure."""
+import io
 import warnings
 
 import numpy as np
@@ -221,3 +222,25 @@ def test_exif_rotated_huge_jpeg_is_upright(tmp_path, huge_limit):
     # Tall once turned, shorter side 10 (JPEG's 1/4-scale draft rounds 50 px up to 13: 19 px, not 20).
     assert upright.shape[1:] == (10, 1) and abs(upright.shape[0] - 20) <= 1
     assert upright[:8].mean() > 200 and upright[12:].mean() < 50  # the white half is now on top
+
+
+def test_a_file_object_decodes_like_the_file_and_messages_use_its_name(tmp_path, png):
+    path = png(tmp_path / "digit.png", np.arange(64, dtype=np.uint8).reshape(8, 8))
+    with open(path, "rb") as upload:
+        assert (load_image(upload, channels=1, name="digit.png") == load_image(path, channels=1)).all()
+    with pytest.raises(DataError) as error:
+        load_image(io.BytesIO(b"not an image"), channels=1, name="upload.png")
+    assert str(error.value) == "cannot read image upload.png (cannot identify image file); remove or replace the file"
+
+
+def test_max_pixels_refuses_from_the_header_before_decoding(tmp_path, png, monkeypatch):
+    path = png(tmp_path / "wide.png", np.zeros((10, 30), dtype=np.uint8))
+    monkeypatch.setattr(decode, "decode", lambda *args: pytest.fail("decoded an image over max_pixels"))
+    with pytest.raises(decode.TooManyPixels, match="wide.png is 30 x 10 pixels, more than the 299 allowed"):
+        load_image(path, channels=1, max_pixels=299)
+
+
+def test_a_bomb_under_a_callers_cap_is_refused_with_the_callers_advice(tmp_path, huge_limit, png):
+    path = png(tmp_path / "bomb.png", np.zeros((80, 80), dtype=np.uint8))
+    with pytest.raises(decode.TooManyPixels, match="more pixels than Pillow decodes safely .*; send a smaller image$"):
+        load_image(path, channels=1, max_pixels=10**9)

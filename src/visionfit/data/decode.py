@@ -7,6 +7,7 @@ import struct
 import threading
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -48,9 +49,16 @@ def is_huge(size: tuple[int, int]) -> bool:
     return limit is not None and size[0] * size[1] > limit
 
 
-def load_image(path: str | Path, channels: int, max_side: int | None = None) -> np.ndarray:
+class TooManyPixels(DataError):
+    """An image whose header claims more pixels than the caller decodes (a decompression bomb,
+    or simply too big): refused before any pixel is decoded."""
+
+
+def load_image(path: str | Path | BinaryIO, channels: int, max_side: int | None = None, max_pixels: int | None = None,
+               name: str | None = None) -> np.ndarray:
     """Decode `path` into a uint8 H x W x channels array, ready for a store.
 
+    path: a file, or a binary file object (an upload) that messages call `name`.
     EXIF orientation is applied first, so a phone photo comes out upright.
     Transparent pixels are composited over black (a fully transparent pixel is 0).
     16-bit grey is scaled to 0..255 (value / 257, rounded); 32-bit integer and
@@ -58,18 +66,29 @@ def load_image(path: str | Path, channels: int, max_side: int | None = None) -> 
     PIL's "L" conversion computes it; channels=3 gives RGB, grey replicated.
     max_side, when given, shrinks the image (antialiased, aspect kept) so its
     shorter side is at most max_side pixels; a huge image is shrunk even without it.
+    max_pixels, when given, refuses (TooManyPixels) an image with more, from its header.
     """
+    name = str(path) if name is None else name
     try:
         with open_image(path) as image:
+            _check_pixel_count(image.size, max_pixels, name)
             pixels = decode(image, max_side)
     except Image.DecompressionBombError as error:
-        raise DataError(
-            f"image {path} has more pixels than Pillow decodes safely ({error}); "
-            "shrink the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
-        ) from error
+        advice = ("send a smaller image" if max_pixels is not None  # a caller with its own cap: a server
+                  else "shrink the file, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it")
+        raise TooManyPixels(f"image {name} has more pixels than Pillow decodes safely ({error}); {advice}") from error
     except DECODE_ERRORS as error:
-        raise DataError(f"cannot read image {path} ({error}); remove or replace the file") from error
+        reason = str(error)
+        if not isinstance(path, (str, Path)):
+            reason = reason.replace(f" {path!r}", "")  # Pillow names a file object by its repr: noise
+        raise DataError(f"cannot read image {name} ({reason}); remove or replace the file") from error
     return match_channels(pixels, channels)
+
+
+def _check_pixel_count(size: tuple[int, int], max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise TooManyPixels(f"image {name} is {size[0]:,} x {size[1]:,} pixels, more than the {max_pixels:,} "
+                            "allowed; send a smaller image")
 
 
 def decode(image: Image.Image, max_side: int | None = None) -> np.ndarray:

@@ -9,6 +9,7 @@ evaluate, predict and export's parity check all see images through this one path
 is also the one validation takes during training (Preprocess.apply on the full-size decoded
 image), so the same image gets the same numbers from each of them, whatever the batch size.
 """
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -115,11 +116,16 @@ def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta
         good = [(row, image) for row, image in zip(rows, decoded) if isinstance(image, torch.Tensor)]
         errors.update({row: str(image) for row, image in zip(rows, decoded) if isinstance(image, DataError)})
         if good:
-            x = classifier.preset.normalize(eval_pixels([image for _, image in good], classifier.device))
-            probs[[row for row, _ in good]] = class_probabilities(classifier.model, x, tta).cpu().numpy()
+            probs[[row for row, _ in good]] = pixel_probabilities(classifier, [image for _, image in good], tta)
     errors.update({int(row): NOT_FINITE_REASON for row in np.flatnonzero(~np.isfinite(probs).all(axis=1))
                    if row not in errors})
     return Outputs(probs, errors)
+
+
+def pixel_probabilities(classifier: Classifier, images: list[torch.Tensor], tta: bool = False) -> np.ndarray:
+    """Softmax probabilities, float32 N x K, of images as decode_sample or decode_upload give them."""
+    x = classifier.preset.normalize(eval_pixels(images, classifier.device))
+    return class_probabilities(classifier.model, x, tta).cpu().numpy()
 
 
 @torch.inference_mode()
@@ -145,6 +151,17 @@ def decode_sample(samples: Samples, index: int, preset: Preset) -> torch.Tensor:
         pixels = match_channels(samples.images[index], preset.channels)
     else:
         pixels = load_image(samples.paths[index], preset.channels)
+    return _eval_tensor(pixels, preset)
+
+
+def decode_upload(data: bytes, name: str, preset: Preset, max_pixels: int) -> torch.Tensor:
+    """An uploaded image file's bytes through the same decoding and eval preprocessing as a file
+    on disk (decode_sample), as uint8 C x size x size. Raises DataError for an unreadable upload,
+    TooManyPixels (before decoding) for one of more than max_pixels pixels."""
+    return _eval_tensor(load_image(io.BytesIO(data), preset.channels, max_pixels=max_pixels, name=name), preset)
+
+
+def _eval_tensor(pixels: np.ndarray, preset: Preset) -> torch.Tensor:
     return torch.from_numpy(preset.preprocess.apply(pixels).transpose(2, 0, 1).copy())
 
 
