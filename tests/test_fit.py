@@ -45,8 +45,10 @@ def test_best_model_file_rebuilds_the_model_with_identical_outputs(tiny_splits, 
     assert meta["metrics"]["epoch"] == 3
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path):
-    options = dict(FAST, epochs=3, optimizer="sgd", scheduler="cosine", lr=0.1, pad=2, flip=True)
+@pytest.mark.parametrize("regularize", [{}, {"mixup": 0.4, "cutmix": 1.0, "ema": 0.9, "batch_size": 15}],
+                         ids=["plain", "mixed_ema_odd_batches"])
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path, regularize):
+    options = dict(FAST, epochs=3, optimizer="sgd", scheduler="cosine", lr=0.1, pad=2, flip=True, **regularize)
     full = visionfit.fit("lenet_bn", tiny_splits, project=str(tmp_path / "a"), **options)
 
     class Crash(Exception):
@@ -74,6 +76,10 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert [row["loss"] for row in a["history"]] == [row["loss"] for row in b["history"]]
+    if regularize:
+        assert a["ema"]["steps"] == b["ema"]["steps"] == 3 * 7  # 96 images in batches of 15: 7 steps an epoch
+        for key in a["ema"]["weights"]:
+            assert torch.equal(a["ema"]["weights"][key], b["ema"]["weights"][key]), key
 
 
 def test_early_stopping_ends_the_run(tiny_splits, tmp_path):

@@ -11,6 +11,8 @@ from visionfit.errors import ConfigError
 from visionfit.train.mixing import BatchMixer, Unmixed, batch_mixer, numpy_random
 from visionfit.train.tasks import SingleLabel
 
+from ..test_trainer import make_trainer
+
 CLASSES = 5
 
 
@@ -138,3 +140,30 @@ def test_mix_prob_zero_or_no_alpha_means_no_mixing():
 def test_cached_features_cannot_be_mixed():
     with pytest.raises(ConfigError, match="--cache-features trains on features computed once, which --mixup"):
         Config.from_options(freeze="backbone", cache_features=True, mixup=0.2)
+
+
+def test_the_trainer_trains_on_the_soft_targets_and_counts_the_dominant_label():
+    class FavoursClassTwo:
+        """Soft targets 0.2 / 0.2 / 0.6 for every image: class 2 has the larger weight."""
+
+        def __init__(self):
+            self.epochs = []
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+        def __call__(self, x, y):
+            targets = torch.tensor([0.2, 0.2, 0.6]).expand(len(y), 3)
+            return x, targets, torch.full_like(y, 2)
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with torch.no_grad():
+        net[1].weight.zero_()
+        net[1].bias.copy_(torch.tensor([0.0, 0.0, 10.0]))  # always predicts class 2
+    trainer = make_trainer(net, lr=1e-9)
+    trainer.mixer = FavoursClassTwo()
+    history = trainer.fit()
+    assert trainer.mixer.epochs == [0, 1]
+    assert history[0]["acc"] == 1.0  # the loader's labels (i % 3) would give a third
+    expected = torch.nn.functional.cross_entropy(torch.tensor([[0.0, 0.0, 10.0]]), torch.tensor([[0.2, 0.2, 0.6]]))
+    assert history[0]["loss"] == pytest.approx(expected.item(), rel=1e-4)
