@@ -21,6 +21,14 @@ from ..errors import ModelError
 WARMUP_POWER = 2 / 3  # timm's default; see the module docstring for what it means in steps
 
 
+def describe_ema(decay: float | None) -> str | None:
+    """One line for the start of a run, or None without --ema."""
+    if decay is None:
+        return None
+    return (f"EMA of the weights: decay {decay:g} after warmup, validated beside the raw weights; the better "
+            "becomes best.safetensors")
+
+
 class WeightAverage:
     """The EMA of `source`'s weights, as a copy of `source` that `update` moves towards it."""
 

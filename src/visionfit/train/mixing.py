@@ -37,6 +37,16 @@ def batch_mixer(train_cfg, num_classes: int, rank: int = 0) -> "BatchMixer | Unm
                       train_cfg.seed, rank)
 
 
+def describe_mixing(train_cfg) -> str | None:
+    """One line for the start of a run, or None without mixing."""
+    if not mixing_enabled(train_cfg):
+        return None
+    parts = [f"{name} alpha {alpha:g}" for name, alpha in (("MixUp", train_cfg.mixup), ("CutMix", train_cfg.cutmix))
+             if alpha]
+    return (f"mixing: {' or '.join(parts)} on {train_cfg.mix_prob:.0%} of batches; training accuracy counts each "
+            "image as the class with the larger mixing weight")
+
+
 class Unmixed:
     """The batch as it comes: the targets are the labels."""
 

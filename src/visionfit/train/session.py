@@ -29,9 +29,9 @@ from ..resolve import Resolved
 from .callbacks import (Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, kept_score,
                         weights_to_keep)
 from .distributed import Distributed, init_distributed
-from .ema import WeightAverage
+from .ema import WeightAverage, describe_ema
 from .features import HeadOnFeatures, cache_features_if_useful
-from .mixing import batch_mixer
+from .mixing import batch_mixer, describe_mixing
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .run_dir import RunLock, write_summary
 from .trainer import Trainer
@@ -59,11 +59,14 @@ def announce(resolved: Resolved, prepared: PreparedData) -> None:
     """The start of a run says what it settled on: data, input, model, folder (config.yaml has it all)."""
     val = len(prepared.val) if prepared.val is not None else 0
     weights = f", starting from {resolved.model.weights}" if resolved.model.weights else ""
+    train = resolved.config.train
+    regularizers = [line for line in (describe_mixing(train), describe_ema(train.ema)) if line]
     lines = [f"data: {resolved.dataset}, {len(resolved.class_names)} classes, {len(prepared.train):,} training and "
              f"{val:,} validation images",
              f"input: {resolved.preset.preprocess.summary()}",
              *(f"  {note}" for note in resolved.notes),
              f"model: {resolved.model.architecture}{weights}",
+             *(f"  {line}" for line in regularizers),
              f"run folder: {resolved.run_dir}"]
     print("\n".join(lines), file=sys.stderr)
 
