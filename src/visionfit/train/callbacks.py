@@ -47,7 +47,7 @@ def weights_to_keep(metrics: dict) -> tuple[str, dict]:
     """("raw", metrics) or ("ema", ema_view(metrics)), whichever scores better; raw on a tie
     (so always raw without validation, where the EMA weights have no metrics of their own)."""
     views = [("raw", metrics)]
-    if any(key.startswith(EMA_PREFIX) for key in metrics):
+    if any(key.startswith(EMA_PREFIX + "val_") for key in metrics):
         views.append(("ema", ema_view(metrics)))
     return max(views, key=lambda view: score(view[1]))
 
