@@ -103,7 +103,13 @@ def test_a_truncated_last_ckpt_falls_back_to_previous_with_one_line(tmp_path, ca
     (lambda s: s.update(best_score=None), "'best_score' is missing or not of type float"),
     (lambda s: s.update(history={}), "'history' is missing or not of type list"),
     (lambda s: s["model"].update(w="weights"), "'model' holds something other than tensors"),
-], ids=["missing_key", "epoch_text", "epoch_negative", "best_score_none", "history_dict", "model_not_tensors"])
+    (lambda s: s.update(ema=[]), "'ema' is not a dict"),
+    (lambda s: s.update(ema={"weights": {}}), "'ema' has no 'steps' of type int"),
+    (lambda s: s.update(ema={"steps": True, "weights": {}}), "'ema' has no 'steps' of type int"),
+    (lambda s: s.update(ema={"steps": -1, "weights": {}}), "'ema' has a negative step count"),
+    (lambda s: s.update(ema={"steps": 3, "weights": {"w": "x"}}), "'ema' weights hold something other than tensors"),
+], ids=["missing_key", "epoch_text", "epoch_negative", "best_score_none", "history_dict", "model_not_tensors",
+        "ema_list", "ema_no_steps", "ema_steps_bool", "ema_steps_negative", "ema_not_tensors"])
 def test_a_resume_state_of_the_wrong_shape_is_refused_with_the_reason(tmp_path, damage, reason):
     state = resume_state(0)
     damage(state)

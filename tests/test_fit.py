@@ -17,9 +17,10 @@ def test_fit_leaves_a_complete_run_directory(tiny_splits, tmp_path):
     assert {"config.yaml", "metrics.csv", "curves.png", "best.safetensors", "last.safetensors", "last.ckpt",
             "summary.json"} <= files
     rows = (result.run_dir / "metrics.csv").read_text().splitlines()
-    assert rows[0].split(",") == METRIC_COLUMNS and len(rows) == 4
+    assert rows[0].split(",") == [c for c in METRIC_COLUMNS if not c.startswith("ema_")] and len(rows) == 4
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["best_epoch"] == result.best_epoch and summary["classes"] == ["left", "middle", "right"]
+    assert summary["best_weights"] == "raw" and visionfit.read_meta(result.best_model)["trained_weights"] == "raw"
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert config["data"]["image_size"] == 16 and config["resolved"]["input"]["channels"] == 1
     assert result.best_score > 0.9  # the bars are easy; a broken loop would sit at 1/3
@@ -45,8 +46,10 @@ def test_best_model_file_rebuilds_the_model_with_identical_outputs(tiny_splits, 
     assert meta["metrics"]["epoch"] == 3
 
 
-def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path):
-    options = dict(FAST, epochs=3, optimizer="sgd", scheduler="cosine", lr=0.1, pad=2, flip=True)
+@pytest.mark.parametrize("regularize", [{}, {"mixup": 0.4, "cutmix": 1.0, "ema": 0.9, "batch_size": 15}],
+                         ids=["plain", "mixed_ema_odd_batches"])
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path, regularize):
+    options = dict(FAST, epochs=3, optimizer="sgd", scheduler="cosine", lr=0.1, pad=2, flip=True, **regularize)
     full = visionfit.fit("lenet_bn", tiny_splits, project=str(tmp_path / "a"), **options)
 
     class Crash(Exception):
@@ -74,6 +77,11 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert [row["loss"] for row in a["history"]] == [row["loss"] for row in b["history"]]
+    if regularize:
+        assert a["ema"]["steps"] == b["ema"]["steps"] == 3 * 7  # 96 images in batches of 15: 7 steps an epoch
+        assert (resumed.run_dir / "metrics.csv").read_text().splitlines()[0].split(",") == METRIC_COLUMNS
+        for key in a["ema"]["weights"]:
+            assert torch.equal(a["ema"]["weights"][key], b["ema"]["weights"][key]), key
 
 
 def test_early_stopping_ends_the_run(tiny_splits, tmp_path):

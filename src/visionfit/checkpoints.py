@@ -33,6 +33,7 @@ META_KEY = "visionfit"
 LAST_STATE, PREVIOUS_STATE = "last.ckpt", "previous.ckpt"
 RESUME_KEYS = {"epoch": int, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "history": list,
                "best_score": float, "config": dict}
+EMA_KEYS = {"steps": int, "weights": dict}  # the optional "ema" of a run with --ema (train/ema.py)
 # What every model file's metadata must hold, and as what JSON type. Other fields (metrics,
 # dataset, weights, a newer writer's additions) are allowed and checked by whoever reads them.
 REQUIRED_FIELDS = {"architecture": str, "class_names": list, "in_channels": int, "input_size": int,
@@ -247,6 +248,21 @@ def _resume_state_problem(state) -> str | None:
         return "'epoch' is negative"
     if not all(isinstance(t, torch.Tensor) for t in state["model"].values()):
         return "'model' holds something other than tensors"
+    if "ema" in state:
+        return _ema_state_problem(state["ema"])
+    return None
+
+
+def _ema_state_problem(ema) -> str | None:
+    if not isinstance(ema, dict):
+        return "'ema' is not a dict"
+    for key, kind in EMA_KEYS.items():
+        if not isinstance(ema.get(key), kind) or isinstance(ema.get(key), bool):
+            return f"'ema' has no '{key}' of type {kind.__name__}"
+    if ema["steps"] < 0:
+        return "'ema' has a negative step count"
+    if not all(isinstance(t, torch.Tensor) for t in ema["weights"].values()):
+        return "'ema' weights hold something other than tensors"
     return None
 
 

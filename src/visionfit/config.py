@@ -217,6 +217,10 @@ class Config:
                  "--lr-backbone/--lr-backbone-mult do nothing with --freeze backbone (the backbone never trains); add --unfreeze-after K or drop them")
         _require(not t.cache_features or (m.freeze == "backbone" and t.unfreeze_after is None),
                  "--cache-features needs a backbone that stays frozen: --freeze backbone without --unfreeze-after")
+        from .train.mixing import mixing_enabled
+
+        _require(not (t.cache_features and mixing_enabled(t)),
+                 "--cache-features trains on features computed once, which --mixup/--cutmix cannot mix; drop one of them")
 
 
 def _plain(values):

@@ -76,3 +76,21 @@ def test_a_resumed_cached_run_ends_where_an_uninterrupted_one_does(tiny_splits, 
     b = load_resume_state(resumed.run_dir)["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_mixing_turns_the_default_cache_off_and_says_so(tiny_splits, tmp_path, lenet_start, capsys):
+    fit(tiny_splits, tmp_path, lenet_start, epochs=1, mixup=0.4)
+    err = capsys.readouterr().err
+    assert "not caching features: --mixup/--cutmix mix the images of every batch" in err
+    assert "  mixing: MixUp alpha 0.4 on 100% of batches; training accuracy counts each image as the class" in err
+    assert "input features" not in err
+
+
+def test_the_weight_average_of_a_cached_run_is_a_complete_model(tiny_splits, tmp_path, lenet_start, capsys):
+    result = fit(tiny_splits, tmp_path, lenet_start, epochs=1, ema=0.9)
+    err = capsys.readouterr().err
+    assert "cached head.7 input features" in err and "  EMA of the weights: decay 0.9 after warmup" in err
+    assert "ema_val_acc" in result.history[0]
+    ema = load_resume_state(result.run_dir)["ema"]["weights"]
+    assert ema.keys() == load_resume_state(result.run_dir)["model"].keys()
+    assert torch.equal(ema["features.0.weight"], torch.load(lenet_start)["features.0.weight"])  # the frozen backbone

@@ -22,7 +22,9 @@ from ..files import atomic_path  # noqa: E402
 from .divergence import require_finite_weights  # noqa: E402
 
 METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "val_loss", "val_acc", "val_macro_f1",
-                  "val_balanced_acc", "lr", "images_per_s", "seconds"]
+                  "val_balanced_acc", "ema_val_loss", "ema_val_acc", "ema_val_macro_f1", "ema_val_balanced_acc",
+                  "lr", "images_per_s", "seconds"]
+EMA_PREFIX = "ema_"  # an EMA metric is this + the raw weights' val_* key
 
 
 def score(metrics: dict) -> float:
@@ -35,10 +37,32 @@ def score(metrics: dict) -> float:
     return value if math.isfinite(value) else -math.inf
 
 
+def ema_view(metrics: dict) -> dict:
+    """The epoch's metrics as the EMA weights scored them: each val_* replaced by its ema_val_*."""
+    return {**metrics, **{key[len(EMA_PREFIX):]: value for key, value in metrics.items()
+                          if key.startswith(EMA_PREFIX + "val_")}}
+
+
+def weights_to_keep(metrics: dict) -> tuple[str, dict]:
+    """("raw", metrics) or ("ema", ema_view(metrics)), whichever scores better; raw on a tie
+    (so always raw without validation, where the EMA weights have no metrics of their own)."""
+    views = [("raw", metrics)]
+    if any(key.startswith(EMA_PREFIX + "val_") for key in metrics):
+        views.append(("ema", ema_view(metrics)))
+    return max(views, key=lambda view: score(view[1]))
+
+
+def kept_score(metrics: dict) -> float:
+    """The epoch's score by the better of its raw and EMA weights: what best.safetensors holds."""
+    return score(weights_to_keep(metrics)[1])
+
+
 def format_epoch(metrics: dict, epochs: int) -> str:
     line = f"epoch {metrics['epoch']}/{epochs}  loss {metrics['loss']:.4f}  acc {metrics['acc']:.2%}"
     if "val_acc" in metrics:
         line += f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.2%}"
+    if "ema_val_acc" in metrics:
+        line += f"  ema_val_acc {metrics['ema_val_acc']:.2%}"
     return line + f"  lr {metrics['lr']:.3g}  {metrics['images_per_s']:,.0f} img/s  {metrics['seconds']:.1f} s"
 
 
@@ -99,13 +123,14 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
 
 
 def plot_curves(path: Path, history: list[dict]) -> None:
-    """The d2l Animator's picture, as a file: loss and accuracy per epoch, train and val."""
+    """The d2l Animator's picture, as a file: loss and accuracy per epoch, train, val and EMA val."""
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
         ax.plot(epochs, [row[key] for row in history], "o-", label=f"train {title}")
-        if "val_" + key in history[0]:
-            ax.plot(epochs, [row["val_" + key] for row in history], "s--", label=f"val {title}")
+        for prefix, style in (("val_", "s--"), ("ema_val_", "^:")):
+            if prefix + key in history[0]:
+                ax.plot(epochs, [row[prefix + key] for row in history], style, label=f"{prefix[:-1]} {title}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
@@ -120,8 +145,11 @@ def plot_curves(path: Path, history: list[dict]) -> None:
 class Checkpointer:
     """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch.
 
-    Weights that are not all finite are never written: the run stops with TrainingDiverged
-    and the files keep the last finite epoch.
+    With --ema, best.safetensors holds whichever of the raw and the EMA weights scored
+    better, and every model file's metadata says which ("trained_weights": "raw" | "ema");
+    last.safetensors holds the raw weights, and last.ckpt the EMA too. Weights that are not
+    all finite are never written: the run stops with TrainingDiverged and the files keep
+    the last finite epoch.
     """
 
     def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf):
@@ -131,12 +159,17 @@ class Checkpointer:
         self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
-        require_finite_weights(unwrap(trainer.model), metrics["epoch"], metrics["lr"])
+        models = {"raw": trainer.model, "ema": trainer.ema.module if trainer.ema is not None else None}
+        for model in models.values():
+            if model is not None:
+                require_finite_weights(unwrap(model), metrics["epoch"], metrics["lr"])
         meta = {**self.meta, "metrics": metrics}
-        if score(metrics) > self.best_score:
-            self.best_score, self.best_epoch = score(metrics), metrics["epoch"]
-            save_model_file(self.run_dir / "best.safetensors", trainer.model, meta)
-        save_model_file(self.run_dir / "last.safetensors", trainer.model, meta)
+        kept, view = weights_to_keep(metrics)
+        if score(view) > self.best_score:
+            self.best_score, self.best_epoch = score(view), metrics["epoch"]
+            save_model_file(self.run_dir / "best.safetensors", models[kept], {**meta, "trained_weights": kept})
+        save_model_file(self.run_dir / "last.safetensors", trainer.model, {**meta, "trained_weights": "raw"})
+        ema = {"ema": trainer.ema.state_dict()} if trainer.ema is not None else {}
         save_resume_state(self.run_dir, {
             "epoch": trainer.epoch,
             "model": unwrap(trainer.model).state_dict(),
@@ -146,6 +179,7 @@ class Checkpointer:
             "history": trainer.history,
             "best_score": self.best_score,
             "config": self.config_dict,
+            **ema,
         }, keep_previous=self.wrote_last)
         self.wrote_last = True
 
@@ -167,8 +201,8 @@ class EarlyStopping:
             print(f"early stop: no improvement for {self.patience} epochs", file=sys.stderr)
 
     def _update(self, metrics: dict) -> None:
-        if score(metrics) > self.best:
-            self.best, self.waited = score(metrics), 0
+        if kept_score(metrics) > self.best:
+            self.best, self.waited = kept_score(metrics), 0
         else:
             self.waited += 1
 

@@ -24,6 +24,7 @@ from torch import nn
 from ..data.loader import BatchLoader, EpochOrder
 from ..data.prepare import default_workers
 from ..models.transfer import find_head
+from .mixing import mixing_enabled
 from .trainer import amp_dtype
 
 HEAD_CHECK_TOLERANCE = 1e-3  # head(features) vs full forward, relative; beyond it the model does more after its head
@@ -75,6 +76,10 @@ def cache_features_if_useful(net: nn.Module, prepared, config, device: torch.dev
     if config.model.freeze != "backbone" or t.unfreeze_after is not None or t.cache_features is False:
         return None
     if t.cache_features is None and not prepared.preset.train_is_deterministic:
+        return None
+    if mixing_enabled(t):  # config.py refuses --cache-features with mixing; here it was only the default
+        print("not caching features: --mixup/--cutmix mix the images of every batch; training on images",
+              file=sys.stderr)
         return None
     if not prepared.preset.train_is_deterministic:
         print("--cache-features: the head trains on each image's eval view (random augmentation is off)", file=sys.stderr)

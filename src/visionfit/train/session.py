@@ -27,9 +27,12 @@ from ..devices import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
 from ..resolve import Resolved
-from .callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
+from .callbacks import (Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, kept_score,
+                        weights_to_keep)
 from .distributed import Distributed, init_distributed
+from .ema import WeightAverage, describe_ema
 from .features import HeadOnFeatures, cache_features_if_useful
+from .mixing import batch_mixer, describe_mixing
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .run_dir import RunLock, write_summary
 from .trainer import Trainer
@@ -38,7 +41,7 @@ from .trainer import Trainer
 @dataclass
 class FitResult:
     run_dir: Path
-    best_score: float  # best validation accuracy (training accuracy when there is no validation)
+    best_score: float  # best validation accuracy, raw or EMA weights (training accuracy when there is no validation)
     best_epoch: int | None
     history: list[dict] = field(default_factory=list)
     test: dict | None = None  # loss/acc of the best model on a test split, when the data has one
@@ -57,11 +60,14 @@ def announce(resolved: Resolved, prepared: PreparedData) -> None:
     """The start of a run says what it settled on: data, input, model, folder (config.yaml has it all)."""
     val = len(prepared.val) if prepared.val is not None else 0
     weights = f", starting from {resolved.model.weights}" if resolved.model.weights else ""
+    train = resolved.config.train
+    regularizers = [line for line in (describe_mixing(train), describe_ema(train.ema)) if line]
     lines = [f"data: {resolved.dataset}, {len(resolved.class_names)} classes, {len(prepared.train):,} training and "
              f"{val:,} validation images",
              f"input: {resolved.preset.preprocess.summary()}",
              *(f"  {note}" for note in resolved.notes),
              f"model: {resolved.model.architecture}{weights}",
+             *(f"  {line}" for line in regularizers),
              f"run folder: {resolved.run_dir}"]
     print("\n".join(lines), file=sys.stderr)
 
@@ -105,11 +111,14 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
         extend_schedule(scheduler, resume_state["scheduler"])  # its position, with this run's --epochs
         start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
     trained = HeadOnFeatures(net) if cached else net
+    ema = _weight_average(trained, config.train.ema, resume_state)
     trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
     callbacks = transfer_callbacks + _callbacks(resolved, dist, best)
-    trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist)
+    mixer = batch_mixer(config.train, len(resolved.class_names), dist.rank)
+    trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist,
+                      mixer=mixer, ema=ema)
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
         trainer.history = list(history)
@@ -133,6 +142,16 @@ def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
                 f"`visionfit train --config {run_dir / 'config.yaml'}`")
     return (f"interrupted in epoch {trainer.epoch + 1}; {run_dir} keeps epoch {kept} (last.ckpt); "
             f"continue with `visionfit train --resume {run_dir}`")
+
+
+def _weight_average(trained: nn.Module, decay: float | None, resume_state: dict | None) -> WeightAverage | None:
+    """With --ema, the average of the weights the trainer trains (before DDP and compile wrap them)."""
+    if decay is None:
+        return None
+    ema = WeightAverage(trained, decay)
+    if resume_state is not None:
+        ema.load_state_dict(resume_state.get("ema"), "the run's last.ckpt")
+    return ema
 
 
 def _configure_torch(train_cfg) -> None:
@@ -188,7 +207,7 @@ def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
 def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: Distributed, device,
             seconds: float) -> FitResult:
     run_dir, config = resolved.run_dir, resolved.config
-    best_row = max(trainer.history, key=score)
+    best_row = max(trainer.history, key=kept_score)
     test = None
     if prepared.test is not None and len(prepared.test):
         dist.barrier()
@@ -196,7 +215,7 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
         # This run wrote it a moment ago from the model it trains, whatever code that is.
         trainer.model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
         test = trainer.evaluate(loader)
-    result = FitResult(run_dir, score(best_row), best_row["epoch"], trainer.history, test, resolved,
+    result = FitResult(run_dir, kept_score(best_row), best_row["epoch"], trainer.history, test, resolved,
                        train_images=len(prepared.train), val_images=len(prepared.val) if prepared.val is not None else 0,
                        device=str(device), seconds=round(seconds, 2))
     if dist.is_main:
@@ -204,6 +223,7 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
                    for origin, _ in store.skipped]
         write_summary(run_dir, {
             "best_epoch": result.best_epoch, "best_score": result.best_score, "best_metrics": best_row,
+            "best_weights": weights_to_keep(best_row)[0],
             "final_metrics": trainer.history[-1], "test": test, "epochs_run": len(trainer.history),
             "seconds": result.seconds, "device": result.device, "world_size": dist.world_size,
             "train_images": result.train_images, "val_images": result.val_images,

@@ -1,10 +1,13 @@
 """The training loop. It fits on one screen; everything optional hangs off callbacks.
 
-    trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, device, config.train, callbacks)
+    trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, device, config.train, callbacks,
+                      mixer=batch_mixer(config.train, num_classes), ema=WeightAverage(net, 0.999))
     history = trainer.fit()
 
 A nan or inf loss (training or validation) stops the run with TrainingDiverged before the
-epoch's callbacks run, so nothing from a diverged epoch is written.
+epoch's callbacks run, so nothing from a diverged epoch is written. A mixer (train/mixing.py)
+turns each training batch into mixed images and soft targets; an EMA (train/ema.py) is
+updated after every optimizer step and validated beside the raw weights (`ema_val_*`).
 """
 import contextlib
 import time
@@ -15,17 +18,20 @@ from torch import nn
 from ..data.loader import epoch_seed
 from .distributed import Distributed
 from .divergence import LossWatch, require_finite_validation_loss
+from .mixing import Unmixed
 from .tasks import SingleLabel
 
 
 class Trainer:
     def __init__(self, model, optimizer, scheduler, train_loader, val_loader, device, train_cfg, callbacks=(),
-                 dist: Distributed | None = None, task=None):
+                 dist: Distributed | None = None, task=None, mixer=None, ema=None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.device, self.cfg, self.callbacks = device, train_cfg, list(callbacks)
         self.dist = dist or Distributed()
         self.task = task or SingleLabel(label_smoothing=train_cfg.label_smoothing)
+        self.mixer = mixer or Unmixed()
+        self.ema = ema  # a WeightAverage, or None
         self.amp_dtype = amp_dtype(train_cfg.amp, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.loss_watch = LossWatch(device, self.dist)
@@ -41,7 +47,7 @@ class Trainer:
                 self._emit("on_epoch_start")
                 metrics = {"epoch": self.epoch + 1, **self.train_one_epoch()}
                 if self.val_loader is not None:
-                    metrics.update({f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()})
+                    metrics.update(self.validate())
                     require_finite_validation_loss(metrics)
                 self.history.append(metrics)
                 self._emit("on_epoch_end", metrics)
@@ -53,23 +59,25 @@ class Trainer:
 
     def train_one_epoch(self) -> dict:
         self.train_loader.set_epoch(self.epoch)
+        self.mixer.set_epoch(self.epoch)
         set_train_mode(self.model)
         tally = self.task.tally(self.device)
         lr = self.optimizer.param_groups[-1]["lr"]  # the head's group: what the user asked for
         self.loss_watch.start_epoch(self.epoch)
         start = time.perf_counter()
         for step, (x, y) in enumerate(self.train_loader):
+            x, targets, labels = self.mixer(x, y)
             last_of_group = (step + 1) % self.cfg.accumulate == 0 or step + 1 == len(self.train_loader)
             sync = contextlib.nullcontext() if last_of_group else self.dist.no_sync(self.model)
             with sync:
                 with self._autocast():
                     logits = self.model(x)
-                    loss = self.task.train_loss(logits, y)
+                    loss = self.task.train_loss(logits, targets)
                 self.loss_watch.note(step, loss, self.optimizer.param_groups[-1]["lr"])
                 self.scaler.scale(loss / self.cfg.accumulate).backward()
             if last_of_group:
                 self._optimizer_step()
-            tally.add(logits.detach(), y, loss.detach() * len(y))
+            tally.add(logits.detach(), labels, loss.detach() * len(y))
             self._emit("on_batch_end", step, loss)
         self.loss_watch.check()
         metrics = tally.result(self.dist)
@@ -81,15 +89,26 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+
+    def validate(self) -> dict:
+        """val_* metrics of the weights, and ema_val_* of their average when there is one."""
+        metrics = {f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()}
+        if self.ema is not None:
+            metrics.update({f"ema_val_{k}": v for k, v in self.evaluate(self.val_loader, self.ema.module).items()})
+        return metrics
 
     @torch.no_grad()
-    def evaluate(self, loader) -> dict:
-        """The task's metrics (loss, acc, macro_f1, ...) over a loader, in eval mode (BatchNorm/Dropout off), without grads."""
-        self.model.eval()
+    def evaluate(self, loader, model: nn.Module | None = None) -> dict:
+        """The task's metrics (loss, acc, macro_f1, ...) of `model` (default: the trained one) over a
+        loader, in eval mode (BatchNorm/Dropout off), without grads."""
+        model = self.model if model is None else model
+        model.eval()
         tally = self.task.tally(self.device)
         for x, y in loader:
             with self._autocast():
-                logits = self.model(x)
+                logits = model(x)
             tally.add(logits, y, self.task.eval_loss_sum(logits, y))
         return tally.result(self.dist)
 
