@@ -64,11 +64,11 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = option(10, "passes over the training data")
-    lr: float = option(0.05, "peak learning rate (for sgd; adam/adamw usually want about 0.001)")
-    optimizer: str = option("sgd", "sgd, adam, adamw, rmsprop")
+    lr: float = option(0.05, "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less)")
+    optimizer: str = option("sgd", "sgd, adam, adamw, rmsprop, lamb or lion (timm's)")
     momentum: float = option(0.9, "momentum for sgd and rmsprop")
     nesterov: bool = option(False, "Nesterov momentum for sgd")
-    weight_decay: float = option(0.0, "L2 weight decay")
+    weight_decay: float = option(0.0, "weight decay (L2 in the gradient for sgd/adam/rmsprop, added to the step for adamw/lamb/lion); biases and norm weights get none, as in timm")
     scheduler: str = option("cosine", "none, step, cosine, onecycle")
     step_size: int = option(7, "epochs between learning-rate drops for the step scheduler")
     gamma: float = option(0.1, "learning-rate factor at each step")
@@ -81,7 +81,7 @@ class TrainConfig:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     seed: int = option(0, "seed for weights, shuffling, augmentation and splits")
     deterministic: bool = option(False, "use deterministic algorithms (slower on GPU)")
-    patience: int | None = option(None, "stop when validation accuracy has not improved for this many epochs")
+    patience: int | None = option(None, "stop when the --monitor metric has not improved for this many epochs")
     lr_backbone: float | None = option(None, "learning rate of the backbone (the head keeps --lr); default: --lr times --lr-backbone-mult")
     lr_backbone_mult: float | None = option(None, "backbone learning rate as a multiple of --lr, e.g. 0.1; default: 1")
     unfreeze_after: int | None = option(None, "with --freeze: after this many epochs the backbone trains too (its BatchNorm layers stay frozen); pair with a small --lr-backbone-mult such as 0.01")
@@ -92,7 +92,7 @@ class TrainConfig:
     mix_prob: float = option(1.0, "probability that a batch is mixed, when --mixup or --cutmix is on")
     ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too")
     class_weights: str = option("none", "weight the loss per class: none, auto (inverse frequency) or effective (effective number of samples)", choices=["none", "auto", "effective"])
-    monitor: str = option("val_acc", "the metric that picks the best model and drives --patience", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc"])
+    monitor: str = option("val_acc", "the metric that picks the best model and drives --patience (its training counterpart when there is no validation)", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc"])
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
 
 
