@@ -76,3 +76,12 @@ def test_a_resumed_cached_run_ends_where_an_uninterrupted_one_does(tiny_splits, 
     b = load_resume_state(resumed.run_dir)["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_the_balanced_sampler_reaches_the_cached_features(tiny_splits, tmp_path, lenet_start):
+    """The same class-balanced draw with and without the cache: the same run (with shuffling the losses differ)."""
+    cached = fit(tiny_splits, tmp_path / "cached", lenet_start, sampler="balanced", epochs=1)
+    images = fit(tiny_splits, tmp_path / "images", lenet_start, sampler="balanced", epochs=1, cache_features=False)
+    shuffled = fit(tiny_splits, tmp_path / "shuffled", lenet_start, epochs=1)
+    assert cached.history[0]["loss"] == pytest.approx(images.history[0]["loss"], rel=1e-4)
+    assert cached.history[0]["loss"] != pytest.approx(shuffled.history[0]["loss"], rel=1e-4)
