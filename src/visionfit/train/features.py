@@ -54,7 +54,7 @@ class HeadOnFeatures(nn.Module):
 
 
 class FeatureLoader(EpochOrder):
-    """BatchLoader's seeded order (shuffled or class-balanced), sharding and batch count, over rows of cached features."""
+    """BatchLoader's seeded order (shuffled or class-balanced), sharding and batch count, over cached features."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, train: bool, seed: int = 0,
                  rank: int = 0, world_size: int = 1, sampler: str = "shuffle"):
