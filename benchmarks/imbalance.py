@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/imbalance.py                       # classes 0-4 at 5%, 5 epochs, seeds 0 1 2
     .venv/bin/python benchmarks/imbalance.py --data PATH --seeds 0 --epochs 3
+    .venv/bin/python benchmarks/imbalance.py --ways plain "class weights auto" --lr 0.02
 
 The training set is MNIST train with classes 0-4 cut to --keep of their images (a seeded
 choice, the same for every run); 20% of it, stratified and seeded, is held out as the
@@ -45,8 +46,9 @@ def imbalanced_splits(folder: Path, keep: float, seed: int) -> DatasetSplits:
 
 def run(splits: DatasetSplits, way: str, seed: int, args) -> dict:
     started = time.perf_counter()
+    lr = {} if args.lr is None else {"lr": args.lr}
     result = visionfit.fit(None, splits, epochs=args.epochs, seed=seed, monitor="macro_f1", device="cpu", quiet=True,
-                           project=args.project, name=f"{way.replace(' ', '_')}_s{seed}", **WAYS[way])
+                           project=args.project, name=f"{way.replace(' ', '_')}_s{seed}", **WAYS[way], **lr)
     return {"way": way, "seed": seed, "best_epoch": result.best_epoch, **result.test,
             "seconds": time.perf_counter() - started}
 
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--keep", type=float, default=0.05, help="fraction of classes 0-4 kept")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lr", type=float, default=None, help="for every run; default: the recipe's (sgd 0.05)")
     parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
     parser.add_argument("--project", default="runs/bench_imbalance")
     args = parser.parse_args()
@@ -74,7 +77,7 @@ def main() -> None:
                      spread([r["seconds"] for r in mine], decimals=0)])
     print(f"Imbalanced MNIST: classes 0-4 cut to {args.keep:.0%} (training images per class "
           f"{', '.join(map(str, counts))}; validation {len(splits.val)}, as imbalanced), lenet_relu, default recipe, "
-          f"{args.epochs} epochs, best epoch by validation macro-F1; test = t10k (10,000, balanced); {machine()}\n")
+          f"{args.epochs} epochs, lr {args.lr or 'default'}, best epoch by validation macro-F1; test = t10k (10,000, balanced); {machine()}\n")
     print(markdown_table(["run", "seed", "best epoch", "test macro-F1", "test balanced acc", "test acc", "wall s"],
                          rows))
 

@@ -91,7 +91,7 @@ class TrainConfig:
     cutmix: float = option(0.0, "CutMix alpha (e.g. 1.0): paste a patch of one image into another, labels by area; 0 is off")
     mix_prob: float = option(1.0, "probability that a batch is mixed, when --mixup or --cutmix is on")
     ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too")
-    class_weights: str = option("none", "weight the loss per class: none, auto (inverse frequency) or effective (effective number of samples)", choices=["none", "auto", "effective"])
+    class_weights: str = option("none", "weight the training loss per class: none, auto (inverse frequency) or effective (effective number of samples); a rare class's images then each weigh up to the class-size ratio more, so a smaller --lr may suit", choices=["none", "auto", "effective"])
     monitor: str = option("val_acc", "the metric that picks the best model and drives --patience (its training counterpart when there is no validation)", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc"])
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
 
