@@ -5,7 +5,8 @@ import torch
 import yaml
 
 import visionfit
-from visionfit.checkpoints import load_resume_state
+from visionfit.checkpoints import load_resume_state, read_meta
+from visionfit.errors import ConfigError
 from visionfit.train.callbacks import METRIC_COLUMNS
 
 FAST = dict(epochs=3, lr=0.05, optimizer="adam", batch_size=16, quiet=True, image_size=16)
@@ -114,3 +115,23 @@ def test_max_per_class_trains_on_a_balanced_slice(tiny_splits, tmp_path):
     result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), max_per_class=5, **{**FAST, "epochs": 1})
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["train_images"] == 15 and summary["val_images"] == 30
+
+
+def test_monitor_class_weights_and_sampler_run_and_resume_keeps_the_monitor(tiny_splits, tmp_path, capsys):
+    options = dict(FAST, epochs=2, monitor="val_loss", class_weights="auto", sampler="balanced")
+    result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), **options)
+    with pytest.raises(ConfigError, match="--monitor cannot change"):
+        visionfit.fit(data=tiny_splits, resume=str(result.run_dir), epochs=3, monitor="val_acc")
+    capsys.readouterr()
+    resumed = visionfit.fit(data=tiny_splits, resume=str(result.run_dir), epochs=3)
+    said = capsys.readouterr().err
+    losses = [row["val_loss"] for row in resumed.history]
+    summary = json.loads((resumed.run_dir / "summary.json").read_text())
+    assert resumed.best_epoch == losses.index(min(losses)) + 1 == summary["best_epoch"]
+    assert resumed.best_score == -min(losses) and summary["monitor"] == "val_loss"
+    assert f"best val_loss {min(losses):.4f} at epoch {resumed.best_epoch}" in said
+    assert "class weights (auto): " in said
+    assert read_meta(resumed.best_model)["metrics"]["epoch"] == resumed.best_epoch
+    config = yaml.safe_load((resumed.run_dir / "config.yaml").read_text())
+    assert (config["train"]["monitor"], config["train"]["class_weights"], config["data"]["sampler"]) == (
+        "val_loss", "auto", "balanced")

@@ -1,7 +1,10 @@
+import pytest
 import torch
+from torch.utils.data import WeightedRandomSampler
 
-from visionfit.data.loader import BatchLoader
+from visionfit.data.loader import BatchLoader, EpochOrder, epoch_seed
 from visionfit.data.store import ImageStore
+from visionfit.train.features import FeatureLoader
 from .conftest import make_preset
 
 CPU = torch.device("cpu")
@@ -101,3 +104,59 @@ def test_dropping_a_loader_stops_its_worker_processes_at_once():
     assert len(multiprocessing.active_children()) == 2
     del loader  # no reference cycle: freed now, and close() stops the workers (not the 5 s GC path)
     assert multiprocessing.active_children() == []
+
+
+def skewed_labels():
+    """90 of class 0, 9 of class 1, 1 of class 2."""
+    return torch.tensor([0] * 90 + [1] * 9 + [2])
+
+
+def test_balanced_sampler_draws_every_class_equally_often():
+    labels = skewed_labels()
+    order = EpochOrder(100, 10, train=True, seed=0, sampler="balanced", labels=labels)
+    drawn = []
+    for epoch in range(30):
+        order.set_epoch(epoch)
+        epoch_draw = order.indices()
+        assert len(epoch_draw) == 100 and len(order) == 10  # an epoch is as long as the data
+        drawn.append(epoch_draw)
+    frequencies = torch.bincount(labels[torch.cat(drawn)], minlength=3) / 3000
+    assert frequencies.tolist() == pytest.approx([1 / 3] * 3, abs=0.03)  # shuffling gives 0.9, 0.09, 0.01
+
+
+def test_balanced_sampler_is_torchs_weighted_random_sampler_seeded_per_epoch():
+    labels = skewed_labels()
+    order = EpochOrder(100, 10, train=True, seed=4, sampler="balanced", labels=labels)
+    order.set_epoch(3)
+    generator = torch.Generator().manual_seed(epoch_seed(4, 3))
+    reference = list(WeightedRandomSampler(1 / torch.bincount(labels)[labels].double(), 100, generator=generator))
+    assert order.indices().tolist() == reference
+    assert order.indices().tolist() == reference  # the same (seed, epoch), the same draw
+    order.set_epoch(4)
+    assert order.indices().tolist() != reference
+
+
+def test_balanced_shards_split_the_single_process_draw_as_shuffle_does():
+    labels = torch.tensor([0] * 80 + [1] * 21)  # 101 samples: two shards of 51, one index padded
+    single = EpochOrder(101, 8, train=True, seed=2, sampler="balanced", labels=labels)
+    ranks = [EpochOrder(101, 8, train=True, seed=2, rank=r, world_size=2, sampler="balanced", labels=labels)
+             for r in range(2)]
+    whole = single.indices()
+    padded = torch.cat([whole, whole[:1]])
+    assert [len(r.indices()) for r in ranks] == [51, 51]
+    assert torch.equal(ranks[0].indices(), padded[0::2]) and torch.equal(ranks[1].indices(), padded[1::2])
+
+
+def test_evaluation_ignores_the_sampler():
+    order = EpochOrder(100, 10, train=False, sampler="balanced", labels=skewed_labels())
+    assert order.indices().tolist() == list(range(100))
+
+
+def test_batch_loader_and_feature_loader_draw_balanced_batches():
+    labels = skewed_labels()
+    store = ImageStore(torch.zeros(100, 1, 8, 8, dtype=torch.uint8), labels, [str(i) for i in range(100)])
+    images = BatchLoader(store, preset(), batch_size=50, train=True, device=CPU, sampler="balanced")
+    features = FeatureLoader(torch.zeros(100, 3), labels, batch_size=50, train=True, sampler="balanced")
+    for loader in (images, features):
+        seen = torch.cat([y for _, y in loader])
+        assert len(seen) == 100 and torch.bincount(seen, minlength=3).min() >= 15  # shuffle: one of class 2

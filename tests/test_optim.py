@@ -1,8 +1,14 @@
 import pytest
+import timm
 import torch
+from timm.optim import param_groups_weight_decay
 
 from visionfit.config import TrainConfig
+from visionfit.errors import ConfigError
+from visionfit.models import create_model
+from visionfit.models.transfer import no_decay_ids, optimizer_groups
 from visionfit.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from visionfit.train.session import _load_optimizer_state
 
 
 def model_and_groups(lrs=(0.1,)):
@@ -87,3 +93,68 @@ def test_scheduler_state_round_trips_through_a_weights_only_load(scheduler, tmp_
     assert fresh.last_epoch == 5
     optimizer.step(), scheduler_.step(), fresh_optimizer.step(), fresh.step()
     assert fresh.get_last_lr() == pytest.approx(scheduler_.get_last_lr())
+
+
+def conv_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(4 * 6 * 6, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_weight_decay_skips_biases_and_norm_weights_in_every_optimizer(name):
+    model = create_model("lenet_bn", num_classes=3)
+    train = TrainConfig(optimizer=name, lr=0.1, lr_backbone_mult=0.1, weight_decay=0.05)
+    optimizer = build_optimizer(optimizer_groups(model, train), train)
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            exempt = p.ndim == 1  # conv/linear biases, BatchNorm weights and biases
+            assert group["weight_decay"] == (0.0 if exempt else 0.05), (names[id(p)], group["name"])
+            seen.append(names[id(p)])
+    assert sorted(seen) == sorted(names.values())  # every parameter, once
+    assert [g["name"] for g in optimizer.param_groups] == ["backbone_no_decay", "backbone", "head_no_decay", "head"]
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.01, 0.1, 0.1])  # the head's is last
+
+
+def test_the_no_decay_rule_is_timms():
+    model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
+    timm_groups = param_groups_weight_decay(model, 0.05, no_weight_decay_list=model.no_weight_decay())
+    timm_exempt = {id(p) for g in timm_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert no_decay_ids(model) == timm_exempt
+    assert id(model.pos_embed) in timm_exempt and model.pos_embed.ndim == 3  # exempt by name, not by shape
+
+
+def test_without_weight_decay_the_groups_stay_whole():
+    """Runs saved before the decay split had these groups; their optimizer state still loads."""
+    model = create_model("lenet_bn", num_classes=3)
+    groups = optimizer_groups(model, TrainConfig(weight_decay=0.0))
+    assert [g["name"] for g in groups] == ["backbone", "head"]
+
+
+def test_an_optimizer_state_with_other_groups_is_a_config_error_naming_the_run(tmp_path):
+    model = conv_net()
+    saved = build_optimizer(optimizer_groups(model, TrainConfig()), TrainConfig()).state_dict()
+    decayed = TrainConfig(weight_decay=0.01)
+    optimizer = build_optimizer(optimizer_groups(model, decayed), decayed)
+    with pytest.raises(ConfigError, match=f"cannot resume {tmp_path}: .*start a new run"):
+        _load_optimizer_state(optimizer, saved, tmp_path)
+
+
+@pytest.mark.parametrize("name, lr, weight_decay", [("lamb", 0.05, 0.01), ("lion", 0.005, 0.1)])
+def test_lamb_and_lion_train_a_small_net(name, lr, weight_decay):
+    model = conv_net()
+    train = TrainConfig(optimizer=name, lr=lr, weight_decay=weight_decay)
+    optimizer = build_optimizer(optimizer_groups(model, train), train)
+    assert type(optimizer).__name__ == name.capitalize() and type(optimizer).__module__.startswith("timm.optim")
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 1, 8, 8, generator=generator), torch.randint(0, 3, (32,), generator=generator)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.5

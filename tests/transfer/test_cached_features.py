@@ -94,3 +94,11 @@ def test_the_weight_average_of_a_cached_run_is_a_complete_model(tiny_splits, tmp
     ema = load_resume_state(result.run_dir)["ema"]["weights"]
     assert ema.keys() == load_resume_state(result.run_dir)["model"].keys()
     assert torch.equal(ema["features.0.weight"], torch.load(lenet_start)["features.0.weight"])  # the frozen backbone
+
+
+def test_the_balanced_sampler_reaches_the_cached_features(tiny_splits, tmp_path, lenet_start):
+    """The same class-balanced draw with and without the cache: the same run (had the cached
+    loader shuffled instead, its batches and so its loss would differ)."""
+    cached = fit(tiny_splits, tmp_path / "cached", lenet_start, sampler="balanced", epochs=1)
+    images = fit(tiny_splits, tmp_path / "images", lenet_start, sampler="balanced", epochs=1, cache_features=False)
+    assert cached.history[0]["loss"] == pytest.approx(images.history[0]["loss"], rel=1e-4)

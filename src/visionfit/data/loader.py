@@ -33,12 +33,18 @@ class EpochOrder:
 
     train=True shuffles with a (seed, epoch) generator; with world_size > 1 each process
     gets its own shard (DistributedSampler's padding rule: every shard has the same length).
+    sampler="balanced" (train only) draws the epoch instead: as many draws as samples, with
+    replacement, each class equally likely (torch's WeightedRandomSampler with weights
+    1 / class count), from the same (seed, epoch) generator and sharded the same way.
     Shared by BatchLoader (images) and the cached-features loader.
     """
 
-    def __init__(self, size: int, batch_size: int, train: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, batch_size: int, train: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 sampler: str = "shuffle", labels: torch.Tensor | None = None):
         self.size, self.batch_size, self.train, self.seed = size, batch_size, train, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.sampler = sampler
+        self.draw_weights = balanced_draw_weights(labels) if train and sampler == "balanced" else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -57,7 +63,11 @@ class EpochOrder:
         n = self.size
         if self.train:
             generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-            order = torch.randperm(n, generator=generator)
+            if self.draw_weights is not None:
+                # What WeightedRandomSampler does; like it, limited to 2**24 samples (torch.multinomial's).
+                order = torch.multinomial(self.draw_weights, n, replacement=True, generator=generator)
+            else:
+                order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
         if self.world_size > 1:
@@ -67,11 +77,20 @@ class EpochOrder:
         return order
 
 
+def balanced_draw_weights(labels: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample draw weight 1 / (its class's count): every class present is drawn equally often."""
+    if labels is None:
+        raise ValueError("sampler='balanced' needs the training labels")
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    counts = torch.bincount(labels).double()
+    return 1 / counts[labels]
+
+
 class BatchLoader(EpochOrder):
     """Iterates (x float32 N x C x size x size, y int64 N) on `device` for one store.
 
-    train=True shuffles and augments; train=False keeps order and applies the eval
-    pipeline. Order and sharding come from EpochOrder.
+    train=True shuffles (or, with sampler="balanced", draws class-balanced) and augments;
+    train=False keeps order and applies the eval pipeline. Order and sharding come from EpochOrder.
     """
 
     def __init__(
@@ -86,8 +105,9 @@ class BatchLoader(EpochOrder):
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        sampler: str = "shuffle",
     ):
-        super().__init__(len(store), batch_size, train, seed, rank, world_size)
+        super().__init__(len(store), batch_size, train, seed, rank, world_size, sampler, store.labels)
         self.store, self.preset, self.device = store, preset, device
         self.workers, self.channels_last = workers, channels_last
         self._ragged_loader = None

@@ -12,6 +12,7 @@ top-level children that hold parameters, with ordered containers (`features`, `b
 `stages`, `layers`) opened up: resnet18 -> conv1, bn1, layer1..layer4; mobilenet_v3 ->
 features.0..features.12, classifier; a classic net -> features.0, features.1, ..., head.
 """
+import fnmatch
 import sys
 
 from torch import nn
@@ -151,28 +152,59 @@ def freeze(model: nn.Module, spec: str) -> list[str]:
     return [name for name, _ in units[:count]]
 
 
-def param_groups(model: nn.Module, lr: float, lr_backbone: float, include_frozen: bool = False) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, lr_backbone: float, include_frozen: bool = False,
+                 weight_decay: float = 0.0) -> list[dict]:
     """Optimizer groups: the backbone at `lr_backbone`, then the head at `lr` (the head LAST:
     the trainer reports the last group's lr).
+
+    With weight_decay > 0 each splits in two, as timm's param_groups_weight_decay does: biases,
+    norm weights and other 1-D tensors (and what a timm model's no_weight_decay() names) get
+    none; the head's decayed group stays last. With no decay there is nothing to withhold and
+    the groups stay whole (so runs saved before the split still resume).
 
     include_frozen puts frozen backbone parameters in their group too: they get no gradient,
     so the optimizer skips them, until `UnfreezeBackbone` turns gradients on; they then train
     at the group's scheduled lr with no change to the optimizer or the scheduler.
     """
     if model_classes(model) is None:  # no recognisable head: one group, as a plain run has
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "all"}]
-    head = list(find_head(model)[1].parameters())
-    head_ids = set(map(id, head))
-    backbone = [p for p in model.parameters() if id(p) not in head_ids and (p.requires_grad or include_frozen)]
-    groups = [{"params": backbone, "lr": lr_backbone, "name": "backbone"}] if backbone else []
-    return groups + [{"params": [p for p in head if p.requires_grad], "lr": lr, "name": "head"}]
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr, "name": "all"}]
+    else:
+        head = list(find_head(model)[1].parameters())
+        head_ids = set(map(id, head))
+        backbone = [p for p in model.parameters() if id(p) not in head_ids and (p.requires_grad or include_frozen)]
+        groups = [{"params": backbone, "lr": lr_backbone, "name": "backbone"}] if backbone else []
+        groups.append({"params": [p for p in head if p.requires_grad], "lr": lr, "name": "head"})
+    if not weight_decay:
+        return groups
+    skip = no_decay_ids(model)
+    split = []
+    for group in groups:
+        decayed = [p for p in group["params"] if id(p) not in skip]
+        exempt = [p for p in group["params"] if id(p) in skip]
+        if exempt:
+            split.append({**group, "params": exempt, "weight_decay": 0.0, "name": group["name"] + "_no_decay"})
+        split.append({**group, "params": decayed, "weight_decay": weight_decay})
+    return split
+
+
+def no_decay_ids(model: nn.Module) -> set[int]:
+    """ids of the parameters weight decay leaves alone: timm's rule (param_groups_weight_decay,
+    which create_optimizer_v2 uses): 1-D tensors (biases, norm scales and shifts), anything
+    named *.bias, and what the model's no_weight_decay() names, wildcards allowed (timm's
+    position embeddings, class tokens). Frozen parameters count too: they may unfreeze later."""
+    named = getattr(model, "no_weight_decay", None)
+    patterns = set(named()) if callable(named) else set()
+    return {id(p) for name, p in model.named_parameters()
+            if p.ndim <= 1 or name.endswith(".bias") or any(fnmatch.fnmatch(name, pattern) for pattern in patterns)}
 
 
 def optimizer_groups(model: nn.Module, train_cfg) -> list[dict]:
     """param_groups at the config's rates: --lr for the head, --lr-backbone (or --lr times
-    --lr-backbone-mult) for the backbone, whose frozen part joins when it unfreezes later."""
+    --lr-backbone-mult) for the backbone, whose frozen part joins when it unfreezes later;
+    --weight-decay only on weights that are not biases or norms."""
     lr_backbone = train_cfg.lr_backbone or train_cfg.lr * (train_cfg.lr_backbone_mult or 1.0)
-    return param_groups(model, train_cfg.lr, lr_backbone, include_frozen=train_cfg.unfreeze_after is not None)
+    return param_groups(model, train_cfg.lr, lr_backbone, include_frozen=train_cfg.unfreeze_after is not None,
+                        weight_decay=train_cfg.weight_decay)
 
 
 class UnfreezeBackbone:

@@ -27,13 +27,27 @@ METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "val_loss"
 EMA_PREFIX = "ema_"  # an EMA metric is this + the raw weights' val_* key
 
 
-def score(metrics: dict) -> float:
-    """What 'best' means: validation accuracy, or training accuracy when there is no validation.
+# --monitor: the validation metric it names, and the training metric that stands in without validation.
+MONITORED = {"val_acc": ("val_acc", "acc"), "val_loss": ("val_loss", "loss"),
+             "macro_f1": ("val_macro_f1", "macro_f1"), "balanced_acc": ("val_balanced_acc", "balanced_acc")}
+LOWER_IS_BETTER = {"val_loss"}
 
-    A nan score becomes -inf: nan compares False with everything, so `max` would keep a nan
-    it met first, and it must never count as better.
+
+def monitored_key(metrics: dict, monitor: str = "val_acc") -> str:
+    """The metrics key `monitor` reads: its validation metric, or the training one when there is no validation."""
+    val_key, train_key = MONITORED[monitor]
+    return val_key if val_key in metrics else train_key
+
+
+def score(metrics: dict, monitor: str = "val_acc") -> float:
+    """What 'best' means under --monitor, as a number where higher is better (val_loss is negated).
+
+    Without validation the training metric of the same name stands in (acc, loss, macro_f1,
+    balanced_acc). A nan score becomes -inf: nan compares False with everything, so `max`
+    would keep a nan it met first, and it must never count as better.
     """
-    value = metrics.get("val_acc", metrics["acc"])
+    value = metrics[monitored_key(metrics, monitor)]
+    value = -value if monitor in LOWER_IS_BETTER else value
     return value if math.isfinite(value) else -math.inf
 
 
@@ -43,34 +57,37 @@ def ema_view(metrics: dict) -> dict:
                           if key.startswith(EMA_PREFIX + "val_")}}
 
 
-def weights_to_keep(metrics: dict) -> tuple[str, dict]:
-    """("raw", metrics) or ("ema", ema_view(metrics)), whichever scores better; raw on a tie
-    (so always raw without validation, where the EMA weights have no metrics of their own)."""
+def weights_to_keep(metrics: dict, monitor: str = "val_acc") -> tuple[str, dict]:
+    """("raw", metrics) or ("ema", ema_view(metrics)), whichever scores better under `monitor`;
+    raw on a tie (so always raw without validation, where the EMA weights have no metrics of their own)."""
     views = [("raw", metrics)]
     if any(key.startswith(EMA_PREFIX + "val_") for key in metrics):
         views.append(("ema", ema_view(metrics)))
-    return max(views, key=lambda view: score(view[1]))
+    return max(views, key=lambda view: score(view[1], monitor))
 
 
-def kept_score(metrics: dict) -> float:
+def kept_score(metrics: dict, monitor: str = "val_acc") -> float:
     """The epoch's score by the better of its raw and EMA weights: what best.safetensors holds."""
-    return score(weights_to_keep(metrics)[1])
+    return score(weights_to_keep(metrics, monitor)[1], monitor)
 
 
-def format_epoch(metrics: dict, epochs: int) -> str:
+def format_epoch(metrics: dict, epochs: int, monitor: str = "val_acc") -> str:
     line = f"epoch {metrics['epoch']}/{epochs}  loss {metrics['loss']:.4f}  acc {metrics['acc']:.2%}"
     if "val_acc" in metrics:
         line += f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.2%}"
+    if monitor in ("macro_f1", "balanced_acc"):  # val_acc and val_loss (or acc and loss) are on the line already
+        key = monitored_key(metrics, monitor)
+        line += f"  {key} {metrics[key]:.4f}"
     if "ema_val_acc" in metrics:
         line += f"  ema_val_acc {metrics['ema_val_acc']:.2%}"
     return line + f"  lr {metrics['lr']:.3g}  {metrics['images_per_s']:,.0f} img/s  {metrics['seconds']:.1f} s"
 
 
 class ProgressPrinter:
-    """A progress bar per epoch (unless quiet) and one summary line per epoch."""
+    """A progress bar per epoch (unless quiet) and one summary line per epoch (with the monitored metric)."""
 
-    def __init__(self, quiet: bool = False, stream=None):
-        self.quiet, self.bar = quiet, None
+    def __init__(self, quiet: bool = False, stream=None, monitor: str = "val_acc"):
+        self.quiet, self.bar, self.monitor = quiet, None, monitor
         self._stream = stream
 
     @property
@@ -90,7 +107,7 @@ class ProgressPrinter:
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         self._close_bar()
-        print(format_epoch(metrics, trainer.cfg.epochs), file=self.stream, flush=True)
+        print(format_epoch(metrics, trainer.cfg.epochs, self.monitor), file=self.stream, flush=True)
 
     def on_fit_end(self, trainer) -> None:
         self._close_bar()  # a run stopped mid-epoch: clear the bar before the error line
@@ -143,7 +160,8 @@ def plot_curves(path: Path, history: list[dict]) -> None:
 
 
 class Checkpointer:
-    """best.safetensors (best score), last.safetensors and last.ckpt (resume state) each epoch.
+    """best.safetensors (best score under `monitor`), last.safetensors and last.ckpt (resume
+    state) each epoch.
 
     With --ema, best.safetensors holds whichever of the raw and the EMA weights scored
     better, and every model file's metadata says which ("trained_weights": "raw" | "ema");
@@ -152,9 +170,10 @@ class Checkpointer:
     the last finite epoch.
     """
 
-    def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf):
+    def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf,
+                 monitor: str = "val_acc"):
         self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
-        self.best_score = best_score
+        self.best_score, self.monitor = best_score, monitor
         self.best_epoch = None
         self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
@@ -164,9 +183,9 @@ class Checkpointer:
             if model is not None:
                 require_finite_weights(unwrap(model), metrics["epoch"], metrics["lr"])
         meta = {**self.meta, "metrics": metrics}
-        kept, view = weights_to_keep(metrics)
-        if score(view) > self.best_score:
-            self.best_score, self.best_epoch = score(view), metrics["epoch"]
+        kept, view = weights_to_keep(metrics, self.monitor)
+        if score(view, self.monitor) > self.best_score:
+            self.best_score, self.best_epoch = score(view, self.monitor), metrics["epoch"]
             save_model_file(self.run_dir / "best.safetensors", models[kept], {**meta, "trained_weights": kept})
         save_model_file(self.run_dir / "last.safetensors", trainer.model, {**meta, "trained_weights": "raw"})
         ema = {"ema": trainer.ema.state_dict()} if trainer.ema is not None else {}
@@ -185,10 +204,11 @@ class Checkpointer:
 
 
 class EarlyStopping:
-    """Stop when the score has not improved for `patience` epochs."""
+    """Stop when the `monitor` score has not improved for `patience` epochs."""
 
-    def __init__(self, patience: int):
-        self.patience, self.best, self.waited = patience, -math.inf, 0
+    def __init__(self, patience: int, monitor: str = "val_acc", stream=None):
+        self.patience, self.monitor, self.stream = patience, monitor, stream
+        self.best, self.waited = -math.inf, 0
 
     def on_fit_start(self, trainer) -> None:
         for row in trainer.history:  # a resumed run remembers how long it has waited
@@ -198,11 +218,12 @@ class EarlyStopping:
         self._update(metrics)
         if self.waited >= self.patience:
             trainer.should_stop = True
-            print(f"early stop: no improvement for {self.patience} epochs", file=sys.stderr)
+            print(f"early stop: {monitored_key(metrics, self.monitor)} has not improved for {self.patience} epochs",
+                  file=self.stream or sys.stderr)
 
     def _update(self, metrics: dict) -> None:
-        if kept_score(metrics) > self.best:
-            self.best, self.waited = kept_score(metrics), 0
+        if kept_score(metrics, self.monitor) > self.best:
+            self.best, self.waited = kept_score(metrics, self.monitor), 0
         else:
             self.waited += 1
 

@@ -55,11 +55,11 @@ class HeadOnFeatures(nn.Module):
 
 
 class FeatureLoader(EpochOrder):
-    """BatchLoader's seeded order, sharding and batch count, over rows of cached features."""
+    """BatchLoader's seeded order (shuffled or class-balanced), sharding and batch count, over cached features."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, train: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
-        super().__init__(len(labels), batch_size, train, seed, rank, world_size)
+                 rank: int = 0, world_size: int = 1, sampler: str = "shuffle"):
+        super().__init__(len(labels), batch_size, train, seed, rank, world_size, sampler, labels.cpu())
         self.features, self.labels = features, labels
 
     def __iter__(self):
@@ -84,7 +84,7 @@ def cache_features_if_useful(net: nn.Module, prepared, config, device: torch.dev
     if not prepared.preset.train_is_deterministic:
         print("--cache-features: the head trains on each image's eval view (random augmentation is off)", file=sys.stderr)
     cached = cache_features(net, prepared, config.data.batch_size, device, amp_dtype(t.amp, device), t.seed,
-                            dist.rank, dist.world_size, default_workers(config.data.workers))
+                            dist.rank, dist.world_size, default_workers(config.data.workers), config.data.sampler)
     if cached is None:
         print("not caching features: this model does more after its classification layer; training on images",
               file=sys.stderr)
@@ -92,7 +92,8 @@ def cache_features_if_useful(net: nn.Module, prepared, config, device: torch.dev
 
 
 def cache_features(model: nn.Module, prepared, batch_size: int, device: torch.device, amp_dtype=None, seed: int = 0,
-                   rank: int = 0, world_size: int = 1, workers: int = 0) -> CachedFeatures | None:
+                   rank: int = 0, world_size: int = 1, workers: int = 0,
+                   sampler: str = "shuffle") -> CachedFeatures | None:
     """Features of the train and val stores (the eval view of each image), or None when the
     model's output is not head(features), e.g. SqueezeNet pools after its classifier conv."""
     started = time.perf_counter()
@@ -105,7 +106,7 @@ def cache_features(model: nn.Module, prepared, batch_size: int, device: torch.de
     if prepared.val is not None and len(prepared.val):
         val_x, val_y, _ = _features(model, head, BatchLoader(prepared.val, **common), amp_dtype)
         val = FeatureLoader(val_x, val_y, batch_size, False, seed, rank, world_size)
-    train = FeatureLoader(train_x, train_y, batch_size, True, seed, rank, world_size)
+    train = FeatureLoader(train_x, train_y, batch_size, True, seed, rank, world_size, sampler)
     seconds = time.perf_counter() - started
     print(f"cached {head_name} input features of {len(train_x)} train + {len(val.labels) if val else 0} val "
           f"images {tuple(train_x.shape[1:])} in {seconds:.1f} s", file=sys.stderr)

@@ -1,5 +1,8 @@
 """Optimizers and learning-rate schedules by name.
 
+sgd, adam, adamw and rmsprop are torch's; lamb and lion are timm's. Each takes the groups of
+models/transfer.py (optimizer_groups), where biases and norm weights carry weight_decay 0.
+
 Schedules are stepped once per optimizer step (not per epoch), so warmup and decay
 are smooth and a resumed run continues from the exact step it stopped at.
 """
@@ -37,6 +40,28 @@ def adamw(param_groups, train) -> torch.optim.Optimizer:
 @OPTIMIZERS.register("rmsprop")
 def rmsprop(param_groups, train) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(param_groups, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+
+
+@OPTIMIZERS.register("lamb")
+def lamb(param_groups, train) -> torch.optim.Optimizer:
+    """timm's LAMB (You et al. 2019): Adam steps scaled per layer by |weights| / |step|, for large
+    batches. timm's defaults: betas (0.9, 0.999), eps 1e-6, gradients clipped to global norm 1.
+    Wants Adam-like rates, about 1e-3 to 5e-3 (timm trains ResNets with lamb at 5e-3), and
+    some --weight-decay (timm's default 0.01; ResNet strikes back used 0.01-0.02)."""
+    from timm.optim import Lamb
+
+    return Lamb(param_groups, lr=train.lr, weight_decay=train.weight_decay)
+
+
+@OPTIMIZERS.register("lion")
+def lion(param_groups, train) -> torch.optim.Optimizer:
+    """timm's Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"): the sign of
+    an interpolated momentum, betas (0.9, 0.99). Every step has size lr per weight, so it
+    wants a 3-10x smaller lr than AdamW (about 1e-4 to 3e-4) and a 3-10x larger
+    --weight-decay to keep lr x decay the same (e.g. 0.1 to 0.5)."""
+    from timm.optim import Lion
+
+    return Lion(param_groups, lr=train.lr, weight_decay=train.weight_decay)
 
 
 def build_optimizer(param_groups, train) -> torch.optim.Optimizer:

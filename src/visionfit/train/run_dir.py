@@ -150,9 +150,10 @@ def _unlock(fd: int) -> None:
 def write_summary(run_dir: Path, summary: dict) -> None:
     """summary.json, and the few lines a person reads at the end of a run."""
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    history_has_val = "val_acc" in summary["best_metrics"]
-    kind = "val_acc" if history_has_val else "train acc"
-    print(f"best {kind} {summary['best_score']:.2%} at epoch {summary['best_epoch']}", file=sys.stderr)
+    key = summary["monitored"]  # the metric --monitor read: val_acc, val_loss, ..., or its training counterpart
+    value = summary["best_metrics"][key]
+    shown = f"{value:.4f}" if key.endswith(("loss", "macro_f1")) else f"{value:.2%}"
+    print(f"best {key} {shown} at epoch {summary['best_epoch']}", file=sys.stderr)
     if summary["test"] is not None:
         print(f"test acc {summary['test']['acc']:.2%} (best model, {run_dir / 'best.safetensors'})", file=sys.stderr)
     if summary["skipped_images"]:

@@ -28,20 +28,25 @@ from ..errors import ConfigError, TrainingDiverged
 from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
 from ..resolve import Resolved
 from .callbacks import (Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, kept_score,
-                        weights_to_keep)
+                        monitored_key, weights_to_keep)
+from .class_balance import class_weights, describe
 from .distributed import Distributed, init_distributed
 from .ema import WeightAverage, describe_ema
 from .features import HeadOnFeatures, cache_features_if_useful
 from .mixing import batch_mixer, describe_mixing
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .run_dir import RunLock, write_summary
+from .tasks import SingleLabel
 from .trainer import Trainer
 
 
 @dataclass
 class FitResult:
     run_dir: Path
-    best_score: float  # best validation accuracy, raw or EMA weights (training accuracy when there is no validation)
+    # The best epoch's score under --monitor (raw or EMA weights, whichever best.safetensors holds),
+    # higher is better: val_acc, macro_f1 or balanced_acc as they are, val_loss negated; the
+    # training metric of that name when there is no validation.
+    best_score: float
     best_epoch: int | None
     history: list[dict] = field(default_factory=list)
     test: dict | None = None  # loss/acc of the best model on a test split, when the data has one
@@ -107,7 +112,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     scheduler = build_scheduler(optimizer, config.train, steps_per_epoch)
     start_epoch, history, best = 0, [], float("-inf")
     if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
+        _load_optimizer_state(optimizer, resume_state["optimizer"], resolved.run_dir)
         extend_schedule(scheduler, resume_state["scheduler"])  # its position, with this run's --epochs
         start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
     trained = HeadOnFeatures(net) if cached else net
@@ -118,7 +123,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     callbacks = transfer_callbacks + _callbacks(resolved, dist, best)
     mixer = batch_mixer(config.train, len(resolved.class_names), dist.rank)
     trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist,
-                      mixer=mixer, ema=ema)
+                      task=_task(resolved, prepared, dist), mixer=mixer, ema=ema)
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
         trainer.history = list(history)
@@ -154,6 +159,16 @@ def _weight_average(trained: nn.Module, decay: float | None, resume_state: dict 
     return ema
 
 
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, run_dir: Path) -> None:
+    """The checkpoint's optimizer state, when its parameter groups are the ones this run makes."""
+    try:
+        optimizer.load_state_dict(saved)
+    except ValueError as error:  # torch: another number of groups, or groups of other sizes
+        raise ConfigError(f"cannot resume {run_dir}: its optimizer state does not match this visionfit's parameter "
+                          f"groups ({error}; weight decay now skips biases and norm weights, in groups of their "
+                          f"own); start a new run with --weights {run_dir / 'last.safetensors'}") from None
+
+
 def _configure_torch(train_cfg) -> None:
     if train_cfg.deterministic:
         import os
@@ -183,22 +198,33 @@ def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> li
     return [UnfreezeBackbone(net, after)]
 
 
+def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed) -> SingleLabel:
+    """Cross-entropy, weighted per class by --class-weights from the training labels (the
+    validation loss stays unweighted: tasks.py)."""
+    train = resolved.config.train
+    weights = class_weights(prepared.train.labels, len(resolved.class_names), train.class_weights)
+    if weights is not None and dist.is_main:
+        print(f"class weights ({train.class_weights}): {describe(weights, resolved.class_names)}", file=sys.stderr)
+    return SingleLabel(label_smoothing=train.label_smoothing, class_weights=weights)
+
+
 def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
     common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
                   workers=default_workers(config.data.workers), rank=dist.rank, world_size=dist.world_size,
                   channels_last=channels_last)
-    train = BatchLoader(prepared.train, train=True, **common)
+    train = BatchLoader(prepared.train, train=True, sampler=config.data.sampler, **common)
     val = BatchLoader(prepared.val, train=False, **common) if prepared.val is not None and len(prepared.val) else None
     return train, val
 
 
 def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
     config, callbacks = resolved.config, []
+    monitor = config.train.monitor
     if config.train.patience:
-        callbacks.append(EarlyStopping(config.train.patience))
+        callbacks.append(EarlyStopping(config.train.patience, monitor))
     if dist.is_main:
-        callbacks += [ProgressPrinter(config.run.quiet), MetricsLogger(resolved.run_dir),
-                      Checkpointer(resolved.run_dir, resolved.model_meta(), resolved.record(), best)]
+        callbacks += [ProgressPrinter(config.run.quiet, monitor=monitor), MetricsLogger(resolved.run_dir),
+                      Checkpointer(resolved.run_dir, resolved.model_meta(), resolved.record(), best, monitor)]
         if config.train.tensorboard:
             callbacks.append(TensorBoardLogger(resolved.run_dir))
     return callbacks
@@ -207,7 +233,8 @@ def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
 def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: Distributed, device,
             seconds: float) -> FitResult:
     run_dir, config = resolved.run_dir, resolved.config
-    best_row = max(trainer.history, key=kept_score)
+    monitor = config.train.monitor
+    best_row = max(trainer.history, key=lambda row: kept_score(row, monitor))  # the first of equals, as the Checkpointer
     test = None
     if prepared.test is not None and len(prepared.test):
         dist.barrier()
@@ -215,15 +242,16 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
         # This run wrote it a moment ago from the model it trains, whatever code that is.
         trainer.model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
         test = trainer.evaluate(loader)
-    result = FitResult(run_dir, kept_score(best_row), best_row["epoch"], trainer.history, test, resolved,
+    result = FitResult(run_dir, kept_score(best_row, monitor), best_row["epoch"], trainer.history, test, resolved,
                        train_images=len(prepared.train), val_images=len(prepared.val) if prepared.val is not None else 0,
                        device=str(device), seconds=round(seconds, 2))
     if dist.is_main:
         skipped = [origin for store in (prepared.train, prepared.val, prepared.test) if store is not None
                    for origin, _ in store.skipped]
         write_summary(run_dir, {
-            "best_epoch": result.best_epoch, "best_score": result.best_score, "best_metrics": best_row,
-            "best_weights": weights_to_keep(best_row)[0],
+            "best_epoch": result.best_epoch, "best_score": result.best_score, "monitor": monitor,
+            "monitored": monitored_key(best_row, monitor), "best_metrics": best_row,
+            "best_weights": weights_to_keep(best_row, monitor)[0],
             "final_metrics": trainer.history[-1], "test": test, "epochs_run": len(trainer.history),
             "seconds": result.seconds, "device": result.device, "world_size": dist.world_size,
             "train_images": result.train_images, "val_images": result.val_images,
