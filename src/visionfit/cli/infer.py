@@ -96,6 +96,12 @@ def _add_export(parser) -> None:
                         help="check the file and compare it with PyTorch on real images at batch 1 and 7")
     parser.add_argument("--check-data", help="images for --check: a folder or CSV (default: the bundled MNIST sample)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
+    parser.add_argument("--hub-folder", metavar="DIR",
+                        help="write a Hugging Face model folder: config.json, model.safetensors, README.md (the model card)")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID",
+                        help="upload the --hub-folder (or a temporary one) to this Hub model repository; "
+                             "token from $HF_TOKEN or `hf auth login`")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: make a new repository private")
     _add_trust_flag(parser)
     parser.set_defaults(command=run_export)
 
@@ -104,9 +110,11 @@ def run_export(args) -> None:
     from ..files import refuse_overwriting
     from ..infer import export_onnx, export_torchscript
 
-    if not (args.onnx or args.torchscript):
-        raise ConfigError("nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt")
+    if not (args.onnx or args.torchscript or args.hub_folder or args.push_to_hub):
+        raise ConfigError("nothing to export: give --onnx OUT.onnx, --torchscript OUT.pt and/or --hub-folder DIR")
     refuse_overwriting({"--onnx": args.onnx, "--torchscript": args.torchscript})
+    if args.hub_folder or args.push_to_hub:
+        _export_hub(args)
     options = dict(with_preprocessing=args.with_preprocessing, check=args.check, check_data=args.check_data,
                    tolerance=args.tolerance, trust_code=args.trust_code)
     results = []
@@ -123,6 +131,19 @@ def run_export(args) -> None:
             print(f"  {parity.format()}")
         if result.checks:
             print(f"  parity within --tolerance {args.tolerance:g}")
+
+
+def _export_hub(args) -> None:
+    import tempfile
+
+    from ..infer import export_hub_folder, push_to_hub
+
+    with tempfile.TemporaryDirectory(prefix="visionfit-hub-") as scratch:
+        folder = export_hub_folder(args.model, args.hub_folder or scratch, trust_code=args.trust_code)
+        if args.hub_folder:
+            print(f"wrote model folder {folder}: config.json, model.safetensors, README.md")
+        if args.push_to_hub:
+            print(f"pushed to {push_to_hub(folder, args.push_to_hub, private=args.private)}")
 
 
 def _add_summary(parser) -> None:
