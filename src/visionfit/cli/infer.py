@@ -46,6 +46,11 @@ def _add_eval(parser) -> None:
     parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
     parser.add_argument("--data", required=True, help="a folder of class folders, or a CSV of image,label rows")
     parser.add_argument("-o", "--out", help="report folder (default: eval/ next to the model file, or eval2/, ...)")
+    parser.add_argument("--cam", action="store_true",
+                        help="Grad-CAM of each top loss: panels in top_losses.png, one PNG per image in cam/")
+    parser.add_argument("--cam-layer", metavar="NAME",
+                        help="the layer Grad-CAM reads, e.g. layer4 (default: timm's last feature stage, else the "
+                             "last layer with a spatial output)")
     _add_runtime_flags(parser)
     parser.set_defaults(command=run_eval)
 
@@ -54,7 +59,8 @@ def run_eval(args) -> None:
     from ..infer import evaluate
 
     report = evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
-                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code)
+                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code,
+                      cam=args.cam or args.cam_layer is not None, cam_layer=args.cam_layer)
     print(report.format())
 
 
