@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..data.samples import Samples
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..files import atomic_path, check_outputs
-from .export import INPUT_NAME, OUTPUT_NAME, _deployable, _onnxruntime_runner, export_onnx
+from .export import INPUT_NAME, OUTPUT_NAME, deployable, onnxruntime_runner, export_onnx
 from .parity import Parity, ParityError, check_pixels, compare
 from .protected import protected_inputs
 from .quantize_data import QuantizeData, quantize_data
@@ -71,7 +71,7 @@ def export_int8(model, path: str | Path, calibration_data=None, images: str | No
     raises ParityError when the top-1 class agrees on less than `min_agreement` of them.
     """
     check_outputs({"--onnx": path}, protected_inputs(model, check_data if check else None))
-    classifier, module = _deployable(model, with_preprocessing, trust_code)
+    classifier, module = deployable(model, with_preprocessing, trust_code)
     data = quantize_data(classifier, calibration_data, images)  # a missing source fails before the export
     check_inputs = _graph_inputs(classifier, check_pixels(classifier, check_data), with_preprocessing) if check else None
     calibration = _graph_inputs(classifier, _pixels(classifier, data.calibration)[0], with_preprocessing)
@@ -81,7 +81,7 @@ def export_int8(model, path: str | Path, calibration_data=None, images: str | No
         _quantize(float_path, Path(path), calibration, Path(scratch))
         result = _measure(float_path, Path(path), classifier, data, with_preprocessing, calibration)
     if check:
-        result.checks = compare(module, _onnxruntime_runner(path), check_inputs)
+        result.checks = compare(module, onnxruntime_runner(path), check_inputs)
         require_agreement(result.checks, min_agreement, f"int8 ONNX model {path}")
     return result
 
@@ -121,9 +121,14 @@ def _quantize(float_path: Path, out: Path, calibration: torch.Tensor, scratch: P
             return next(self.batches, None)
 
     prepared, quantized = scratch / "prepared.onnx", scratch / "int8.onnx"
-    quant_pre_process(str(float_path), str(prepared))
-    quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    try:
+        quant_pre_process(str(float_path), str(prepared))
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    except Exception as error:  # onnxruntime's quantizer raises many internal types
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"onnxruntime could not quantize this model ({first_line}); export it without "
+                         "--quantize") from error
     proto = onnx.load(str(quantized))
     metadata = {entry.key: entry.value for entry in onnx.load(str(float_path), load_external_data=False).metadata_props}
     metadata["quantization"] = json.dumps({"method": "onnxruntime quantize_static", "format": "QDQ",
