@@ -230,7 +230,7 @@ def test_an_interrupt_exits_130_in_one_line(capsys, monkeypatch):
 
 # --- every flag is a keyword of the command's Python function -----------------------------------
 
-API = {"train": ["fit"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript"],
+API = {"train": ["fit"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript", "export_int8", "push_to_hub"],
        "summary": ["summary"], "show-data": ["show_data"], "compare": ["compare"], "models": ["list_models"],
        "check-data": ["check_data"], "serve": ["serve"]}
 # Flags whose Python spelling is a choice of function, or a step before the call, rather than a keyword.
@@ -238,6 +238,9 @@ NOT_KEYWORDS = {
     ("train", "config"): "Config.from_file(path, **options) reads the file; fit takes the options",
     ("export", "onnx"): "export_onnx(model, path)",
     ("export", "torchscript"): "export_torchscript(model, path)",
+    ("export", "quantize"): "export_int8(model, path)",
+    ("export", "hub_folder"): "export_hub_folder(model, folder)",
+    ("export", "push_to_hub"): "push_to_hub(folder, repo_id)",
     ("models", "all"): "printing only: list_models returns every name",
 }
 CONFIG_FIELDS = {f.name for kind in SECTIONS.values() for f in dataclasses.fields(kind)}

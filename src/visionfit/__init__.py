@@ -16,6 +16,7 @@ _PUBLIC = {
     "create_model": "models", "list_models": "models",
     "load_model": "checkpoints", "read_meta": "checkpoints",
     "evaluate": "infer", "predict": "infer", "export_onnx": "infer", "export_torchscript": "infer",
+    "export_hub_folder": "infer", "push_to_hub": "infer", "export_int8": "infer",
     "summary": "infer", "show_data": "infer",
     "check_data": "data.check",
     "serve": "serving",

@@ -30,6 +30,8 @@ from .models.safety import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE, MIN_IMAGE_
 
 FORMAT = "visionfit-model/1"
 META_KEY = "visionfit"
+FOLDER_CONFIG, FOLDER_WEIGHTS = "config.json", "model.safetensors"  # a model folder, in Hugging Face's layout
+MAX_CONFIG_BYTES = 10_000_000  # a config.json of 100,000 long class names; anything bigger is not one
 LAST_STATE, PREVIOUS_STATE = "last.ckpt", "previous.ckpt"
 RESUME_KEYS = {"epoch": int, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "history": list,
                "best_score": float, "config": dict}
@@ -40,8 +42,6 @@ REQUIRED_FIELDS = {"architecture": str, "class_names": list, "in_channels": int,
                    "mean": list, "std": list, "preset": dict}
 _JSON_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
                dict: "an object", type(None): "null"}  # for messages, in the words of the JSON the file holds
-
-
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -64,22 +64,46 @@ def save_model_file(path: str | Path, model: nn.Module, meta: dict) -> None:
 
 
 def read_meta(path: str | Path) -> dict:
-    """The checked metadata of a visionfit model file, without loading its weights."""
+    """The checked metadata of a visionfit model file or model folder, without loading its weights."""
     return _read_header(path)[0]
 
 
-def _read_header(path: str | Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
-    """(checked metadata, tensor name -> shape) from the file's header; reading it allocates no tensor."""
+def _read_header(path: str | Path) -> tuple[dict, dict[str, tuple[int, ...]], Path]:
+    """(checked metadata, tensor name -> shape, weights file) of a model file or a model folder
+    (Hugging Face layout: config.json + model.safetensors); reading them allocates no tensor."""
+    if Path(path).is_dir():
+        return _read_folder(Path(path))
     path = _existing(path)
+    raw, shapes = _safetensors_header(path)
+    if raw is None:
+        raise ModelError(f"{path} has no visionfit metadata; it is plain weights — use --weights {path} with --model NAME to load them into an architecture")
+    return check_meta_text(raw, str(path)), shapes, path
+
+
+def _safetensors_header(path: Path) -> tuple[str | None, dict[str, tuple[int, ...]]]:
+    """(the visionfit metadata text or None, tensor name -> shape) of a safetensors file."""
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
-            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            return raw, {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except Exception as error:  # safetensors raises its own types for foreign/corrupt files
         raise ModelError(f"{path} is not a readable safetensors file ({error}); pass a visionfit model file such as runs/exp/best.safetensors") from error
-    if raw is None:
-        raise ModelError(f"{path} has no visionfit metadata; it is plain weights — use --weights {path} with --model NAME to load them into an architecture")
-    return check_meta_text(raw, str(path)), shapes
+
+
+def _read_folder(folder: Path) -> tuple[dict, dict[str, tuple[int, ...]], Path]:
+    """A model folder's config.json (the metadata, checked as a model file's is) and model.safetensors' shapes."""
+    config, weights = folder / FOLDER_CONFIG, folder / FOLDER_WEIGHTS
+    for needed in (config, weights):
+        if not needed.is_file():
+            raise ModelError(f"model folder {folder} has no {needed.name}; pass a folder `visionfit export "
+                             "--hub-folder` wrote (config.json + model.safetensors), or a model file")
+    if config.stat().st_size > MAX_CONFIG_BYTES:
+        raise _malformed(str(config), f"it holds {config.stat().st_size:,} bytes, far more than a model's description")
+    try:
+        text = config.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise _malformed(str(config), "it is not UTF-8 text") from None
+    return check_meta_text(text, str(config)), _safetensors_header(weights)[1], weights
 
 
 def check_meta_text(raw: str, source: str) -> dict:
@@ -170,19 +194,21 @@ def _malformed(source: str, problem: str) -> ModelError:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", trust_code: bool = False) -> nn.Module:
-    """Rebuild a trained model from its file alone; returns it in eval mode.
+    """Rebuild a trained model from its file (or model folder: config.json + model.safetensors) alone;
+    returns it in eval mode.
 
     The metadata is available as `model.visionfit_meta` (class names, preset, metrics).
     trust_code=True allows a file whose architecture is a `package.module:Class`: loading it
     imports that module, which runs its code, so pass it only for files you trust.
     """
-    meta, shapes = _read_header(path)
+    meta, shapes, weights = _read_header(path)
+    source = str(Path(path) / FOLDER_CONFIG) if Path(path).is_dir() else str(path)  # what described the model
     model = build_described(meta["architecture"], len(meta["class_names"]), meta["in_channels"],
-                            meta.get("model_args", {}), shapes, str(path), trust_code)
+                            meta.get("model_args", {}), shapes, source, trust_code)
     try:
-        safetensors.torch.load_model(model, str(path), strict=True, device=str(device))
+        safetensors.torch.load_model(model, str(weights), strict=True, device=str(device))
     except Exception as error:  # safetensors raises its own types for a file that changed since its header was read
-        raise ModelError(f"{path}: cannot load its tensors ({error}); the file is corrupt or was edited") from error
+        raise ModelError(f"{weights}: cannot load its tensors ({error}); the file is corrupt or was edited") from error
     model.visionfit_meta = meta
     return model.to(device).eval()
 

@@ -46,6 +46,11 @@ def _add_eval(parser) -> None:
     parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
     parser.add_argument("--data", required=True, help="a folder of class folders, or a CSV of image,label rows")
     parser.add_argument("-o", "--out", help="report folder (default: eval/ next to the model file, or eval2/, ...)")
+    parser.add_argument("--cam", action="store_true",
+                        help="Grad-CAM of each top loss: panels in top_losses.png, one PNG per image in cam/")
+    parser.add_argument("--cam-layer", metavar="NAME",
+                        help="the layer Grad-CAM reads, e.g. layer4 (default: timm's last feature stage, else the "
+                             "last layer with a spatial output)")
     _add_runtime_flags(parser)
     parser.set_defaults(command=run_eval)
 
@@ -54,7 +59,8 @@ def run_eval(args) -> None:
     from ..infer import evaluate
 
     report = evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
-                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code)
+                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code,
+                      cam=args.cam or args.cam_layer is not None, cam_layer=args.cam_layer)
     print(report.format())
 
 
@@ -96,6 +102,22 @@ def _add_export(parser) -> None:
                         help="check the file and compare it with PyTorch on real images at batch 1 and 7")
     parser.add_argument("--check-data", help="images for --check: a folder or CSV (default: the bundled MNIST sample)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
+    parser.add_argument("--quantize", choices=["int8"],
+                        help="int8: onnxruntime static quantization of the --onnx file, calibrated on training images; "
+                             "reports size, latency and accuracy against float")
+    parser.add_argument("--calibration-data", metavar="PATH",
+                        help="images to calibrate --quantize on: a folder or CSV (default: the training data the "
+                             "run's config.yaml records)")
+    parser.add_argument("--images", help="root folder for relative image paths in a --calibration-data CSV")
+    parser.add_argument("--min-agreement", type=float, default=0.85,
+                        help="with --quantize and --check: least fraction of check images whose top-1 class "
+                             "matches PyTorch's")
+    parser.add_argument("--hub-folder", metavar="DIR",
+                        help="write a Hugging Face model folder: config.json, model.safetensors, README.md (the model card)")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID",
+                        help="upload the --hub-folder (or a temporary one) to this Hub model repository; "
+                             "token from $HF_TOKEN or `hf auth login`")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: make a new repository private")
     _add_trust_flag(parser)
     parser.set_defaults(command=run_export)
 
@@ -104,13 +126,21 @@ def run_export(args) -> None:
     from ..files import refuse_overwriting
     from ..infer import export_onnx, export_torchscript
 
-    if not (args.onnx or args.torchscript):
-        raise ConfigError("nothing to export: give --onnx OUT.onnx and/or --torchscript OUT.pt")
+    if not (args.onnx or args.torchscript or args.hub_folder or args.push_to_hub):
+        raise ConfigError("nothing to export: give --onnx OUT.onnx, --torchscript OUT.pt and/or --hub-folder DIR")
     refuse_overwriting({"--onnx": args.onnx, "--torchscript": args.torchscript})
+    if args.hub_folder or args.push_to_hub:
+        _export_hub(args)
     options = dict(with_preprocessing=args.with_preprocessing, check=args.check, check_data=args.check_data,
                    tolerance=args.tolerance, trust_code=args.trust_code)
+    if args.quantize and not args.onnx:
+        raise ConfigError("--quantize int8 quantizes the ONNX file: give --onnx OUT.onnx too")
+    if not 0 <= args.min_agreement <= 1:
+        raise ConfigError(f"--min-agreement {args.min_agreement:g} is a fraction: give a number from 0 to 1, e.g. 0.85")
     results = []
-    if args.onnx:
+    if args.onnx and args.quantize:
+        _export_int8(args)
+    elif args.onnx:
         results.append(("ONNX", export_onnx(args.model, args.onnx, opset=args.opset, **options)))
     if args.torchscript:
         results.append(("TorchScript", export_torchscript(args.model, args.torchscript, **options)))
@@ -123,6 +153,34 @@ def run_export(args) -> None:
             print(f"  {parity.format()}")
         if result.checks:
             print(f"  parity within --tolerance {args.tolerance:g}")
+
+
+def _export_int8(args) -> None:
+    from ..infer import export_int8
+
+    result = export_int8(args.model, args.onnx, calibration_data=args.calibration_data, images=args.images,
+                         opset=args.opset, with_preprocessing=args.with_preprocessing, check=args.check,
+                         check_data=args.check_data, min_agreement=args.min_agreement, trust_code=args.trust_code)
+    kind = "uint8 0..255" if args.with_preprocessing else "float32 normalised"
+    print(f"wrote int8 ONNX {result.path}: input 'images' {kind} N x C x H x W (any N), output 'logits' N x classes")
+    print("  " + result.format().replace("\n", "\n  "))
+    for parity in result.checks:
+        print(f"  {parity.format()}")
+    if result.checks:
+        print(f"  top-1 agreement at least --min-agreement {args.min_agreement:g}")
+
+
+def _export_hub(args) -> None:
+    import tempfile
+
+    from ..infer import export_hub_folder, push_to_hub
+
+    with tempfile.TemporaryDirectory(prefix="visionfit-hub-") as scratch:
+        folder = export_hub_folder(args.model, args.hub_folder or scratch, trust_code=args.trust_code)
+        if args.hub_folder:
+            print(f"wrote model folder {folder}: config.json, model.safetensors, README.md")
+        if args.push_to_hub:
+            print(f"pushed to {push_to_hub(folder, args.push_to_hub, private=args.private)}")
 
 
 def _add_summary(parser) -> None:

@@ -10,10 +10,12 @@ Every command reads images through runner.py, so they agree on what an image loo
 """
 from .evaluate import EvalReport, evaluate
 from .export import ExportResult, export_onnx, export_torchscript
+from .hub import export_hub_folder, push_to_hub
+from .quantize import Int8Result, export_int8
 from .parity import Parity, ParityError
 from .predict import predict
 from .show_data import show_data
 from .summary import ModelSummary, summary
 
-__all__ = ["evaluate", "EvalReport", "predict", "export_onnx", "export_torchscript", "ExportResult", "Parity",
+__all__ = ["evaluate", "EvalReport", "predict", "export_onnx", "export_torchscript", "ExportResult", "export_hub_folder", "push_to_hub", "export_int8", "Int8Result", "Parity",
            "ParityError", "summary", "ModelSummary", "show_data"]

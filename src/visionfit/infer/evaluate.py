@@ -21,6 +21,7 @@ from ..errors import DataError
 from ..files import atomic_path, check_outputs, refuse_inside, require_writable_folder, write_text_atomic, writing
 from ..train.run_dir import create_numbered_dir
 from . import metrics
+from .cam_report import CAM_FOLDER, cam_paths, find_cam_layer, top_loss_cams, write_cam_folder
 from .plots import plot_confusion, plot_image_grid, short
 from .protected import protected_inputs
 from .runner import Classifier, Outputs, classify, decode_sample, load_classifier
@@ -43,6 +44,7 @@ class EvalReport:
     top_losses: list[dict]  # index, image, true, p_true, predicted, confidence, loss; worst first
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, reason): unreadable, or a non-finite output
     out_dir: Path | None = None
+    cam_layer: str | None = None  # the layer Grad-CAM read, with cam=True
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -66,20 +68,25 @@ class EvalReport:
                       format_table(["image", "true", "p(true)", "predicted", "confidence"], rows, right={2, 4})]
         if self.out_dir is not None:
             parts += ["", f"report in {self.out_dir}"]
+            if self.cam_layer is not None and self.top_losses:
+                parts.append(f"Grad-CAM of the top losses (layer {self.cam_layer}) in {self.out_dir / CAM_FOLDER}")
         return "\n".join(parts)
 
 
 def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
              tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES,
-             trust_code: bool = False) -> EvalReport:
+             trust_code: bool = False, cam: bool = False, cam_layer: str | None = None) -> EvalReport:
     """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
 
     data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
     or a Samples object. Files go to `out`; by default next to a model file, in
     runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
     trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
+    cam: add Grad-CAM of each top loss to top_losses.png and write one per image in cam/, reading
+    `cam_layer` (a module name such as "layer4"), or the layer found in the model when None.
     """
     classifier = load_classifier(model, device, trust_code=trust_code)
+    layer = find_cam_layer(classifier, cam_layer) if cam else None  # a wrong --cam-layer fails before any work
     if isinstance(data, Samples):
         samples = data
     else:  # a dataset's held-out split (IDX folder, train/val folders, a name), else one folder or CSV
@@ -90,8 +97,12 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     _check_out(Path(out) if out is not None else None, classifier, model, data, samples)
     outputs = classify(classifier, samples, batch_size, tta, workers)
     report = build_report(classifier.class_names, samples, outputs, top_losses)
+    report.cam_layer = layer
     out_dir = Path(out) if out is not None else _default_out(classifier)
     if out_dir is not None:
+        if layer is not None:
+            check_outputs([("--out", path) for path in cam_paths(out_dir / CAM_FOLDER, report.top_losses)],
+                          protected_inputs(model, data, samples))
         write_report(report, out_dir, classifier, samples)
     return report
 
@@ -156,7 +167,8 @@ def _default_out(classifier: Classifier) -> Path | None:
 
 
 def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samples: Samples) -> None:
-    """metrics.json, per_class.csv, confusion_matrix.csv/.png and top_losses.png in out_dir."""
+    """metrics.json, per_class.csv, confusion_matrix.csv/.png and top_losses.png in out_dir
+    (with report.cam_layer, Grad-CAM panels in top_losses.png and cam/)."""
     with writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
     report.out_dir = out_dir
@@ -168,16 +180,28 @@ def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samp
     title = f"confusion matrix: accuracy {report.accuracy:.2%} on {report.images:,} images"
     plot_confusion(out_dir / "confusion_matrix.png", report.confusion, report.class_names, title)
     if report.top_losses:
-        _plot_top_losses(out_dir / "top_losses.png", report, classifier, samples)
+        overlays = None
+        if report.cam_layer is not None:
+            overlays = top_loss_cams(classifier, samples, report.top_losses, report.cam_layer)
+            write_cam_folder(out_dir / CAM_FOLDER, report.top_losses, overlays)
+        _plot_top_losses(out_dir / "top_losses.png", report, classifier, samples, overlays)
 
 
-def _plot_top_losses(path: Path, report: EvalReport, classifier: Classifier, samples: Samples) -> None:
-    """The images as the model saw them (after the eval preprocessing), titled true / predicted (confidence)."""
+def _plot_top_losses(path: Path, report: EvalReport, classifier: Classifier, samples: Samples,
+                     overlays: list[torch.Tensor] | None = None) -> None:
+    """The images as the model saw them (after the eval preprocessing), titled true / predicted (confidence);
+    with `overlays`, each image is followed by its Grad-CAM panel."""
     preset = classifier.preset
-    pixels = torch.stack([decode_sample(samples, r["index"], preset) for r in report.top_losses])
+    pixels = [decode_sample(samples, r["index"], preset) for r in report.top_losses]
     titles = [f"true: {short(r['true'])} ({r['p_true']:.2f})\npred: {short(r['predicted'])} ({r['confidence']:.2f})"
               for r in report.top_losses]
-    plot_image_grid(path, list(pixels), titles, columns=4, title="top losses: wrong, lowest p(true) first")
+    title = "top losses: wrong, lowest p(true) first"
+    if overlays is not None:
+        pixels = [tile for pair in zip(pixels, overlays) for tile in pair]
+        titles = [text for pair in zip(titles, (f"Grad-CAM: {short(r['predicted'])}\n{report.cam_layer}"
+                                                for r in report.top_losses)) for text in pair]
+        title += ", each with its Grad-CAM for the predicted class"
+    plot_image_grid(path, pixels, titles, columns=8 if overlays is not None else 4, title=title)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:

@@ -68,7 +68,7 @@ def export_onnx(model, path: str | Path, opset: int | None = None, with_preproce
     check_outputs({"--onnx": path}, protected_inputs(model, check_data if check else None))
     if opset is not None and opset < MIN_OPSET:
         raise ConfigError(f"--opset {opset}: the exporter writes opset {MIN_OPSET} or newer; use --opset {MIN_OPSET} or more")
-    classifier, module = _deployable(model, with_preprocessing, trust_code)
+    classifier, module = deployable(model, with_preprocessing, trust_code)
     inputs = _check_inputs(classifier, with_preprocessing, check_data) if check else None  # bad --check-data fails fast
     program = _onnx_program(module, _example(classifier, with_preprocessing), opset)
     program.model.metadata_props.update(export_metadata(classifier, with_preprocessing))
@@ -76,7 +76,7 @@ def export_onnx(model, path: str | Path, opset: int | None = None, with_preproce
         program.save(str(tmp), external_data=False)
     result = ExportResult(Path(path))
     if check:
-        result.checks = compare(module, _onnxruntime_runner(path), inputs)
+        result.checks = compare(module, onnxruntime_runner(path), inputs)
         require_parity(result.checks, tolerance, f"ONNX model {path} (onnxruntime)")
     return result
 
@@ -85,7 +85,7 @@ def export_torchscript(model, path: str | Path, with_preprocessing: bool = False
                        check_data=None, tolerance: float = 1e-4, trust_code: bool = False) -> ExportResult:
     """Write `model` as a traced TorchScript file; check=True compares torch.jit.load's output with PyTorch."""
     check_outputs({"--torchscript": path}, protected_inputs(model, check_data if check else None))
-    classifier, module = _deployable(model, with_preprocessing, trust_code)
+    classifier, module = deployable(model, with_preprocessing, trust_code)
     inputs = _check_inputs(classifier, with_preprocessing, check_data) if check else None
     with warnings.catch_warnings():
         # torch 2.14 marks torch.jit deprecated; the user asked for TorchScript by name.
@@ -132,7 +132,7 @@ def export_metadata(classifier: Classifier, with_preprocessing: bool) -> dict[st
     }
 
 
-def _deployable(model, with_preprocessing: bool, trust_code: bool) -> tuple[Classifier, nn.Module]:
+def deployable(model, with_preprocessing: bool, trust_code: bool) -> tuple[Classifier, nn.Module]:
     """The classifier on the CPU, and the module to export (wrapped when preprocessing goes inside)."""
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model)  # moving to the CPU must not move the caller's module
@@ -216,7 +216,8 @@ def _drop_noop_with_empty_axes(graph) -> None:
             node.attribute.extend(kept)
 
 
-def _onnxruntime_runner(path: str | Path):
+def onnxruntime_runner(path: str | Path):
+    """The ONNX file at `path`, checked by onnx.checker, as a function: numpy images in, logits out."""
     import onnx
     import onnxruntime
 

@@ -25,8 +25,9 @@ if sys.platform == "win32":
 else:
     import fcntl
 
+MODEL_CARD = "MODEL_CARD.md"
 RUN_FILES = ("config.yaml", "metrics.csv", "last.ckpt", "previous.ckpt", "best.safetensors", "last.safetensors",
-             "summary.json", "curves.png", "weights_report.txt", "weights_report.json")
+             "summary.json", "curves.png", "weights_report.txt", "weights_report.json", MODEL_CARD)
 RUN_MARKERS = ("config.yaml", "last.ckpt")  # a folder with one of these beside a model file is a run directory
 LOCK_FILE = ".lock"
 PID_WIDTH = 20

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,8 @@ from ..data.loader import BatchLoader
 from ..data.prepare import PreparedData, default_workers
 from ..devices import resolve_device
 from ..errors import ConfigError, TrainingDiverged
+from ..files import write_text_atomic
+from ..infer import metrics
 from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
 from ..resolve import Resolved
 from .callbacks import (Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, kept_score,
@@ -35,7 +38,8 @@ from .ema import WeightAverage, describe_ema
 from .features import HeadOnFeatures, cache_features_if_useful
 from .mixing import batch_mixer, describe_mixing
 from .optim import build_optimizer, build_scheduler, extend_schedule
-from .run_dir import RunLock, write_summary
+from .model_card import ModelCard
+from .run_dir import MODEL_CARD, RunLock, write_summary
 from .tasks import SingleLabel
 from .trainer import Trainer
 
@@ -235,13 +239,13 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
     run_dir, config = resolved.run_dir, resolved.config
     monitor = config.train.monitor
     best_row = max(trainer.history, key=lambda row: kept_score(row, monitor))  # the first of equals, as the Checkpointer
+    dist.barrier()
+    # This run wrote it a moment ago from the model it trains, whatever code that is.
+    best_model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
     test = None
     if prepared.test is not None and len(prepared.test):
-        dist.barrier()
-        loader = BatchLoader(prepared.test, prepared.preset, config.data.batch_size, train=False, device=device)
-        # This run wrote it a moment ago from the model it trains, whatever code that is.
-        trainer.model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
-        test = trainer.evaluate(loader)
+        trainer.model = best_model
+        test = trainer.evaluate(_eval_loader(prepared.test, prepared, config, device))
     result = FitResult(run_dir, kept_score(best_row, monitor), best_row["epoch"], trainer.history, test, resolved,
                        train_images=len(prepared.train), val_images=len(prepared.val) if prepared.val is not None else 0,
                        device=str(device), seconds=round(seconds, 2))
@@ -257,4 +261,36 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
             "train_images": result.train_images, "val_images": result.val_images,
             "skipped_images": skipped, "classes": list(resolved.class_names),
         })
+        write_text_atomic(run_dir / MODEL_CARD, _model_card(best_model, best_row, trainer.history, test, resolved,
+                                                            prepared, device, result).markdown())
     return result
+
+
+def _eval_loader(store, prepared: PreparedData, config: Config, device) -> BatchLoader:
+    """All of `store`, in order, through the eval preprocessing (every rank sees every image)."""
+    return BatchLoader(store, prepared.preset, config.data.batch_size, train=False, device=device)
+
+
+def _model_card(best_model: nn.Module, best_row: dict, history: list[dict], test: dict | None, resolved: Resolved,
+                prepared: PreparedData, device, result: FitResult) -> ModelCard:
+    """The card from what the run holds: class counts, and the best model's confusion matrix on validation."""
+    classes = len(resolved.class_names)
+    has_val = prepared.val is not None and len(prepared.val)
+    confusion = None
+    if has_val:
+        labels, predicted = predictions(best_model, _eval_loader(prepared.val, prepared, resolved.config, device))
+        confusion = metrics.confusion_matrix(labels, predicted, classes)
+    counts = lambda store: np.bincount(store.labels.numpy(), minlength=classes)  # noqa: E731
+    return ModelCard(resolved, history, best_row, counts(prepared.train), counts(prepared.val) if has_val else None,
+                     confusion, test, result.seconds, result.device)
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, predicted classes) of `model` over `loader`, as int64 arrays."""
+    model.eval()
+    labels, predicted = [], []
+    for x, y in loader:
+        labels.append(y.cpu())
+        predicted.append(model(x).argmax(dim=1).cpu())
+    return torch.cat(labels).numpy(), torch.cat(predicted).numpy()
