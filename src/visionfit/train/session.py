@@ -3,8 +3,7 @@ its loaders, optimizer, schedule and callbacks, and the FitResult it leaves.
 
     dist, device = start_session(config)
     with writing(run_dir, dist):
-        announce(resolved, prepared)
-        result = train_resolved(resolved, net, prepared, dist, device, resume_state)
+        result = train_resolved(resolved, net, prepared, dist, device, resume_state)   # prints the run's summary
 
 fitting.py decides what to train (a fresh run, a resume, a torchrun restart); this module
 trains it, reading only the Resolved value.
@@ -28,7 +27,8 @@ from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
 from ..resolve import Resolved
 from .callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
 from .distributed import Distributed, init_distributed
-from .features import HeadOnFeatures, cache_features_if_useful
+from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
+from .report import result_lines, run_summary
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .run_dir import RunLock, write_summary
 from .trainer import Trainer
@@ -52,19 +52,6 @@ class FitResult:
         return self.run_dir / "best.safetensors"
 
 
-def announce(resolved: Resolved, prepared: PreparedData) -> None:
-    """The start of a run says what it settled on: data, input, model, folder (config.yaml has it all)."""
-    val = len(prepared.val) if prepared.val is not None else 0
-    weights = f", starting from {resolved.model.weights}" if resolved.model.weights else ""
-    lines = [f"data: {resolved.dataset}, {len(resolved.class_names)} classes, {len(prepared.train):,} training and "
-             f"{val:,} validation images",
-             f"input: {resolved.preset.preprocess.summary()}",
-             *(f"  {note}" for note in resolved.notes),
-             f"model: {resolved.model.architecture}{weights}",
-             f"run folder: {resolved.run_dir}"]
-    print("\n".join(lines), file=sys.stderr)
-
-
 def writing(run_dir: Path, dist: Distributed):
     """The run folder's lock, held by rank 0 while the run writes (other ranks write nothing)."""
     return RunLock(run_dir) if dist.is_main else contextlib.nullcontext()
@@ -84,12 +71,16 @@ def start_session(config: Config) -> tuple[Distributed, torch.device]:
 
 def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, dist: Distributed, device: torch.device,
            resume_state: dict | None = None) -> FitResult:
+    """Train `net` as `resolved` says; rank 0 prints the run's summary first and its results last (stdout)."""
     config = resolved.config
-    net = net.to(device)
+    frozen = freeze(net, config.model.freeze)
     channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
+    if dist.is_main:  # on the CPU still: the MAC count runs one forward pass there
+        print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
+                          frozen), flush=True)
+    net = net.to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    _freeze(net, config, dist)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
@@ -105,7 +96,9 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
-    callbacks = transfer_callbacks + _callbacks(resolved, dist, best)
+    # CachingTime first: the callbacks after it print and record the epoch with the caching counted in.
+    callbacks = [CachingTime(cached.seconds)] if cached else []
+    callbacks += transfer_callbacks + _callbacks(resolved, dist, best)
     trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist)
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
@@ -141,14 +134,6 @@ def _configure_torch(train_cfg) -> None:
     torch.backends.cudnn.benchmark = not train_cfg.deterministic
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-
-
-def _freeze(net: nn.Module, config: Config, dist: Distributed) -> None:
-    frozen = freeze(net, config.model.freeze)
-    if frozen and dist.is_main:
-        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in net.parameters())
-        print(f"frozen: {', '.join(frozen)}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
 
 
 def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> list:
@@ -206,4 +191,5 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
             "train_images": result.train_images, "val_images": result.val_images,
             "skipped_images": skipped, "classes": list(resolved.class_names),
         })
+        print(result_lines(result), flush=True)
     return result
