@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import progress
 from ..checkpoints import load_model
 from ..config import Config
 from ..data.loader import BatchLoader
@@ -192,4 +193,6 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
             "skipped_images": skipped, "classes": list(resolved.class_names),
         })
         print(result_lines(result), flush=True)
+        if skipped:
+            progress.note(f"warning: skipped {len(skipped)} unreadable images (listed in {run_dir / 'summary.json'})")
     return result
