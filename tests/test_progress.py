@@ -63,3 +63,12 @@ def test_notes_go_to_stderr_not_stdout(capsys):
     progress.note("hint: something")
     captured = capsys.readouterr()
     assert captured.err == "hint: something\n" and captured.out == ""
+
+
+def test_only_rank_0_of_torchrun_draws_bars(monkeypatch):
+    terminal = as_terminal(monkeypatch)
+    monkeypatch.setenv("RANK", "1")
+    decode_some()
+    assert terminal.getvalue() == "" and not progress.bars_shown()
+    monkeypatch.setenv("RANK", "0")
+    assert progress.bars_shown()

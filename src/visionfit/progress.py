@@ -15,6 +15,7 @@ gets no bars at all; what a log needs instead is a line per finished phase, whic
 phases print themselves ("cached ... in 3.1 s", the epoch lines).
 """
 import contextlib
+import os
 import sys
 from contextvars import ContextVar
 
@@ -38,9 +39,12 @@ def is_quiet() -> bool:
 
 
 def bars_shown(stream=None) -> bool:
-    """Whether a bar would be drawn on `stream` (default stderr): not quiet, and a terminal."""
+    """Whether a bar would be drawn on `stream` (default stderr): not quiet, a terminal, and
+    not a torchrun worker other than rank 0 (they share the terminal; one set of bars is enough)."""
     stream = stream or sys.stderr
-    return not is_quiet() and bool(getattr(stream, "isatty", lambda: False)())
+    if is_quiet() or os.environ.get("RANK", "0") != "0":
+        return False
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 def bar(total: int | None = None, desc: str = "", unit: str = "img", stream=None, **options) -> tqdm:

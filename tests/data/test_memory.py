@@ -84,3 +84,10 @@ def test_the_cli_refuses_in_one_line(monkeypatch, capsys, tmp_path):
     assert exit_info.value.code == 2 and len(lines) == 1
     assert lines[0].startswith("visionfit: error: the decoded images need about 10.5 MiB of RAM")
     assert "only 1.0 MiB is available; use --cache none" in lines[0]
+
+
+def test_every_torchrun_process_on_the_machine_counts(monkeypatch):
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 4 * 2**30)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(DataError, match=r"need about 4.0 GiB \(4 processes x 1.0 GiB\) of RAM"):
+        memory.require_store_memory(2**30)

@@ -70,11 +70,15 @@ def available_memory_bytes() -> int | None:
 
 
 def require_store_memory(needed_bytes: int, what: str = "the decoded images") -> None:
-    """Stop before decoding when `needed_bytes` would not fit in the usable free memory."""
+    """Stop before decoding when `needed_bytes` (per process; every torchrun process on this
+    machine keeps its own stores) would not fit in the usable free memory."""
     available = available_memory_bytes()
-    if available is None or needed_bytes <= available * USABLE_FRACTION:
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    needed = needed_bytes * processes
+    if available is None or needed <= available * USABLE_FRACTION:
         return
-    raise DataError(f"{what} need about {gib(needed_bytes)} of RAM (uint8, as stored for training and "
+    each = f" ({processes} processes x {gib(needed_bytes)})" if processes > 1 else ""
+    raise DataError(f"{what} need about {gib(needed)}{each} of RAM (uint8, as stored for training and "
                     f"validation), but only {gib(available)} is available; use --cache none to decode from "
                     f"disk each epoch, or a smaller --image-size")
 

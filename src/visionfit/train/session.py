@@ -75,13 +75,13 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     """Train `net` as `resolved` says; rank 0 prints the run's summary first and its results last (stdout)."""
     config = resolved.config
     frozen = freeze(net, config.model.freeze)
-    channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
-    if dist.is_main:  # on the CPU still: the MAC count runs one forward pass there
-        print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
-                          frozen), flush=True)
     net = net.to(device)
+    channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    if dist.is_main:
+        print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
+                          frozen), flush=True)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
