@@ -1,8 +1,9 @@
 """What a run prints: its resolved summary, epoch lines and results on stdout; hints and warnings on stderr."""
+import io
+
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 
 from visionfit.cli import main
@@ -72,3 +73,23 @@ def test_many_classes_are_summarised_not_listed():
 ])
 def test_the_recipe_line_names_what_the_run_uses(options, text):
     assert recipe_text(TrainConfig(**options), 128) == text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bars_go_to_the_terminal_on_stderr_and_never_to_stdout(capsys, monkeypatch, tmp_path, bars_folder):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)  # in the test: pytest's capture resets sys.stderr after fixtures
+    tiny_run(bars_folder, tmp_path, "--epochs", "1")
+    drawn = terminal.getvalue()
+    for phase in ("scanning:", "decoding train:", "decoding val:", "epoch 1/1:"):
+        assert f"\r{phase}" in drawn, phase
+    out = capsys.readouterr().out
+    assert "\r" not in out and "epoch 1/1  loss" in out and "best epoch" in out
+    quiet_terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet_terminal)
+    tiny_run(bars_folder, tmp_path, "--epochs", "1", "--quiet")
+    assert quiet_terminal.getvalue() == ""

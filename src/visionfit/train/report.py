@@ -26,6 +26,7 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
     config, spec = resolved.config, resolved.model
     val, test = (len(store) if store is not None else 0 for store in (prepared.val, prepared.test))
     weights = f", starting from {spec.weights}" if spec.weights else ""
+    frozen_parts = f" (frozen: {', '.join(frozen)})" if frozen else ""
     lines = [
         f"run folder: {resolved.run_dir}",
         f"  data:    {resolved.dataset}: {len(resolved.class_names)} classes, {len(prepared.train):,} training, "
@@ -34,8 +35,7 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
         f"  input:   {resolved.preset.size}x{resolved.preset.size}, {resolved.preset.preprocess.summary()}",
         *(f"           {note}" for note in resolved.notes),
         f"  augment: {', '.join(resolved.preset.random_ops()) or 'none'}{_caching_text(caching)}",
-        f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}"
-        f"{f' (frozen: {chr(44).join(frozen)})' if frozen else ''}{model_macs(net, resolved)}",
+        f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
         f"  device:  {device}, {PRECISION_NAMES[amp_dtype(config.train.amp, device)]}, "
         f"channels_last {'on' if channels_last else 'off'}",
         f"  recipe:  {recipe_text(config.train, config.data.batch_size)}",
@@ -59,18 +59,28 @@ def parameter_counts(net: nn.Module) -> str:
     return f"{trainable:,} of {total:,} parameters trainable"
 
 
-def model_macs(net: nn.Module, resolved: Resolved) -> str:
-    """', 0.40 GMACs per image' from one forward pass at batch 1 (infer/summary.py's count), or
-    '' when the net cannot be traced that way (it still trains)."""
-    preset = resolved.preset
-    was_training = net.training
+def model_macs(resolved: Resolved) -> str:
+    """', 0.40 GMACs per image' (infer/summary.py's count) from a skeleton of the architecture,
+    never the net being trained: a forward pass of that one would be a side effect (a stateful
+    module counts its calls). '' for a module of the user's own code, or one that cannot be traced."""
+    spec, preset = resolved.model, resolved.preset
+    if ":" in spec.architecture.removeprefix("timm:"):
+        return ""  # package.module:Class: building another instance would run its code again
     try:
-        macs = summary(net, input_size=(1, preset.channels, preset.size, preset.size)).total_macs
-    except Exception:  # a custom module may refuse batch 1 or the CPU: the count is only information
+        macs = summary(_skeleton(spec), input_size=(1, preset.channels, preset.size, preset.size)).total_macs
+    except Exception:  # the count is only information; the run does not depend on it
         return ""
-    finally:
-        net.train(was_training)
     return f", {human(macs)}MACs per image"
+
+
+def _skeleton(spec) -> nn.Module:
+    """The architecture on the meta device (no memory, no time), else on the CPU for the few
+    that read their own tensors while being built (timm's drop-path schedules)."""
+    try:
+        with torch.device("meta"):
+            return spec.build()
+    except Exception:  # any failure here means: not buildable on the meta device
+        return spec.build()
 
 
 def recipe_text(train_cfg, batch_size: int) -> str:
