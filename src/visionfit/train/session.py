@@ -46,7 +46,7 @@ class FitResult:
     train_images: int = 0
     val_images: int = 0
     device: str = "cpu"
-    seconds: float = 0.0  # training time, data preparation excluded
+    seconds: float = 0.0  # training time (feature caching included), data preparation excluded
 
     @property
     def best_model(self) -> Path:
@@ -83,6 +83,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
         print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
                           frozen), flush=True)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
+    started = time.perf_counter()  # caching features is training: it counts, as in epoch 1's images/s
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
     loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
@@ -104,7 +105,6 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
         trainer.history = list(history)
-    started = time.perf_counter()
     try:
         trainer.fit(start_epoch)
     except TrainingDiverged as error:
