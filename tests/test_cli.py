@@ -167,10 +167,10 @@ def test_train_help_reads_naturally(capsys):
 
 
 @pytest.mark.parametrize("command, fragment", [
-    ("predict", "CSV to write (default: predictions.csv)"),
+    ("predict", "CSV to write (default: predictions.csv; one image without -o is only printed)"),
     ("predict", "images per forward pass (default: 64)"),
     ("predict", "(default: full)"),
-    ("eval", "auto, cpu, cuda or cuda:N (default: auto)"),
+    ("eval", "cpu, cuda, cuda:N or mps (default: auto)"),
     ("export", "largest allowed |logit difference| (default: 0.0001)"),
     ("show-data", "images per row (default: 8)"),
     ("show-data", "split to draw from (default: train)"),

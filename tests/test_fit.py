@@ -124,13 +124,13 @@ def test_monitor_class_weights_and_sampler_run_and_resume_keeps_the_monitor(tiny
         visionfit.fit(data=tiny_splits, resume=str(result.run_dir), epochs=3, monitor="val_acc")
     capsys.readouterr()
     resumed = visionfit.fit(data=tiny_splits, resume=str(result.run_dir), epochs=3)
-    said = capsys.readouterr().err
+    said = capsys.readouterr()
     losses = [row["val_loss"] for row in resumed.history]
     summary = json.loads((resumed.run_dir / "summary.json").read_text())
     assert resumed.best_epoch == losses.index(min(losses)) + 1 == summary["best_epoch"]
     assert resumed.best_score == -min(losses) and summary["monitor"] == "val_loss"
-    assert f"best val_loss {min(losses):.4f} at epoch {resumed.best_epoch}" in said
-    assert "class weights (auto): " in said
+    assert f"best epoch {resumed.best_epoch}: val_loss {min(losses):.4f}" in said.out
+    assert "class weights (auto): " in said.err
     assert read_meta(resumed.best_model)["metrics"]["epoch"] == resumed.best_epoch
     config = yaml.safe_load((resumed.run_dir / "config.yaml").read_text())
     assert (config["train"]["monitor"], config["train"]["class_weights"], config["data"]["sampler"]) == (

@@ -182,9 +182,14 @@ def test_a_nan_score_never_counts_as_better():
     assert (stopper.best, stopper.waited) == (0.4, 1)
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_a_run_stopped_mid_epoch_still_clears_its_progress_bar():
-    stream = io.StringIO()
-    printer = ProgressPrinter(stream=stream)
+    stream = Terminal()
+    printer = ProgressPrinter(bar_stream=stream)
     with pytest.raises(TrainingDiverged):
         make_trainer(TurnsBad(from_call=3), callbacks=[printer]).fit()
     assert printer.bar is None

@@ -97,7 +97,9 @@ def compare(models: list[str] | str | None = None, data=None, *, overrides: dict
             options={**options, **data_options}, overrides=overrides or {}, max_image_size=max_image_size,
             max_val_per_class=max_val_per_class)
     rows = []
-    for plan in plans:
+    for number, plan in enumerate(plans, start=1):
+        # stdout, like the run summaries and epoch lines it heads: which net of how many
+        print(f"compare: net {number} of {len(plans)}: {plan.name}", flush=True)
         rows.append(train_one(plan, splits, out_dir))
         write_results(out_dir, rows)  # after every net: a crash at net 6 keeps the first five
     return CompareResult(out_dir, rows)

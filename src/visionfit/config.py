@@ -101,7 +101,7 @@ class RunConfig:
     project: str = option("runs", "folder that holds the run directories")
     name: str | None = option(None, "run directory name; default: exp, exp2, exp3, ...")
     resume: str | None = option(None, "continue the run in this directory (or its last.ckpt) where it stopped")
-    quiet: bool = option(False, "no progress bar; one line per epoch")
+    quiet: bool = option(False, "no progress bars (they go to stderr, only on a terminal); the run summary, one line per epoch and the results still print")
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "run": RunConfig}

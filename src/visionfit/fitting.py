@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
+from . import progress
 from .checkpoints import load_resume_state
 from .config import Config
 from .data.prepare import PreparedData, plan_input, prepare_data, require_training_data, resolve_splits
@@ -28,7 +29,7 @@ from .resolve import ModelSpec, model_spec, resolve, saved_plan
 from .train.distributed import Distributed
 from .train.elastic import attempt_key, earlier_attempt, is_restart, mark_attempt
 from .train.run_dir import check_project, create_run_dir
-from .train.session import FitResult, announce, start_session, train_resolved, writing
+from .train.session import FitResult, start_session, train_resolved, writing
 
 DEFAULT_MODEL = "lenet_relu"
 DEFAULT_MODULE_SIZE = 224  # the input side assumed for a module that does not say its own
@@ -46,13 +47,14 @@ def fit(model: str | nn.Module | None = None, data=None, *, resume: str | Path |
     may change (epochs=N extends a finished run). trust_code=True allows a `package.module:Class`
     model named in a file (the run's record) to be imported.
     """
-    if resume is not None:
-        if model is not None:
-            raise ConfigError("--resume continues a run with the model it recorded; drop --model")
-        return _resume(Path(resume), data, options, trust_code)
-    module = model if isinstance(model, nn.Module) else None
-    config = Config.from_options(model=_architecture_name(model or DEFAULT_MODEL), data=data, **options)
-    return _fresh(config, module)
+    with progress.quiet(bool(options.get("quiet"))):  # --quiet: no bars while scanning, decoding, caching, training
+        if resume is not None:
+            if model is not None:
+                raise ConfigError("--resume continues a run with the model it recorded; drop --model")
+            return _resume(Path(resume), data, options, trust_code)
+        module = model if isinstance(model, nn.Module) else None
+        config = Config.from_options(model=_architecture_name(model or DEFAULT_MODEL), data=data, **options)
+        return _fresh(config, module)
 
 
 def _fresh(config: Config, module: nn.Module | None) -> FitResult:
@@ -82,7 +84,6 @@ def _fresh(config: Config, module: nn.Module | None) -> FitResult:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
             if report is not None:
                 report.write(run_dir)
-            announce(resolved, prepared)
         return train_resolved(resolved, net, prepared, dist, device)
 
 
@@ -119,7 +120,6 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
-            announce(resolved, prepared)
         return train_resolved(resolved, net, prepared, dist, device, state)
 
 

@@ -1,6 +1,7 @@
 """predict: row order, CSV formats, error rows, batch-size independence, TTA, top-k, input kinds."""
 import csv
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -151,3 +152,27 @@ def test_a_csv_that_is_not_utf8_is_a_data_error_naming_it(bars_model, bars_csv, 
     (tmp_path / "latin1.csv").write_bytes(b"image\nimages/caf\xe9.png\n")
     with pytest.raises(DataError, match=r"cannot read .*latin1\.csv as a UTF-8 CSV"):
         visionfit.predict(bars_model, tmp_path / "latin1.csv", images=bars_csv.parent)
+
+
+def test_one_image_prints_its_top_classes_and_writes_no_file(bars_model, tmp_path, monkeypatch, capsys):
+    images, _ = pattern_images(1, seed=5)  # class 0: "left"
+    save_png(tmp_path / "one.png", images[0])
+    monkeypatch.chdir(tmp_path)
+    main(["predict", str(bars_model), "one.png", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"one\.png: left \(\d+\.\d%\), (middle|right) \(\d+\.\d%\), (middle|right) \(\d+\.\d%\)\n", out)
+    percents = [float(p) for p in re.findall(r"\((\d+\.\d)%\)", out)]
+    assert percents == sorted(percents, reverse=True) and abs(sum(percents) - 100) < 0.2
+    assert not (tmp_path / "predictions.csv").exists() and err == ""
+
+
+def test_a_few_images_are_printed_as_well_as_written(bars_model, tmp_path, capsys):
+    images, _ = pattern_images(3, seed=2)
+    for i, pixels in enumerate(images):
+        save_png(tmp_path / "few" / f"{i}.png", pixels)
+    main(["predict", str(bars_model), str(tmp_path / "few"), "-o", str(tmp_path / "p.csv"), "--device", "cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["0.png", "1.png", "2.png"]
+    assert lines[3] == f"wrote 3 predictions to {tmp_path / 'p.csv'}"
+    rows = read_csv(tmp_path / "p.csv")
+    assert [f"{row[0]}: {row[1]} ({float(row[2]):.1%})" for row in rows[1:]] == lines[:3]

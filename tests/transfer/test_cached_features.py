@@ -1,11 +1,20 @@
-"""Cached backbone features: same training as on images, complete model files, same run files."""
+"""Cached backbone features: same training as on images, complete model files, same run files;
+both orientations when flip is the only random operation."""
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
 import visionfit
 from visionfit.checkpoints import load_resume_state
+from visionfit.config import DataConfig
+from visionfit.data.loader import BatchLoader
+from visionfit.data.prepare import plan_input, prepare_data
 from visionfit.models import create_model
+from visionfit.models.transfer import find_head
 from visionfit.train import trainer as trainer_module
+from visionfit.train.features import CachingTime, FeatureLoader, cache_features
 
 RUN = dict(epochs=2, lr=0.1, batch_size=32, quiet=True, image_size=16, pad=0, freeze="backbone", scheduler="step",
            step_size=1, gamma=0.5)
@@ -80,16 +89,16 @@ def test_a_resumed_cached_run_ends_where_an_uninterrupted_one_does(tiny_splits, 
 
 def test_mixing_turns_the_default_cache_off_and_says_so(tiny_splits, tmp_path, lenet_start, capsys):
     fit(tiny_splits, tmp_path, lenet_start, epochs=1, mixup=0.4)
-    err = capsys.readouterr().err
-    assert "not caching features: --mixup/--cutmix mix the images of every batch" in err
-    assert "  mixing: MixUp alpha 0.4 on 100% of batches; training accuracy counts each image as the class" in err
-    assert "input features" not in err
+    said = capsys.readouterr()
+    assert "not caching features: --mixup/--cutmix mix the images of every batch" in said.err
+    assert "mixing: MixUp alpha 0.4 on 100% of batches; training accuracy counts each image as the class" in said.out
+    assert "input features" not in said.err + said.out
 
 
 def test_the_weight_average_of_a_cached_run_is_a_complete_model(tiny_splits, tmp_path, lenet_start, capsys):
     result = fit(tiny_splits, tmp_path, lenet_start, epochs=1, ema=0.9)
-    err = capsys.readouterr().err
-    assert "cached head.7 input features" in err and "  EMA of the weights: decay 0.9 after warmup" in err
+    said = capsys.readouterr()
+    assert "cached head.7 input features" in said.err and "EMA of the weights: decay 0.9 after warmup" in said.out
     assert "ema_val_acc" in result.history[0]
     ema = load_resume_state(result.run_dir)["ema"]["weights"]
     assert ema.keys() == load_resume_state(result.run_dir)["model"].keys()
@@ -102,3 +111,82 @@ def test_the_balanced_sampler_reaches_the_cached_features(tiny_splits, tmp_path,
     cached = fit(tiny_splits, tmp_path / "cached", lenet_start, sampler="balanced", epochs=1)
     images = fit(tiny_splits, tmp_path / "images", lenet_start, sampler="balanced", epochs=1, cache_features=False)
     assert cached.history[0]["loss"] == pytest.approx(images.history[0]["loss"], rel=1e-4)
+
+
+@pytest.fixture
+def level_bars(tiny_splits):
+    """The bars turned horizontal: a mirror image keeps its class, so flipping is a fair augmentation."""
+    def turned(samples):
+        return dataclasses.replace(samples, images=np.ascontiguousarray(samples.images.transpose(0, 2, 1)))
+    return dataclasses.replace(tiny_splits, train=turned(tiny_splits.train), val=turned(tiny_splits.val))
+
+
+def prepared_with_flip(splits):
+    config = DataConfig(image_size=16, pad=0, flip=True, workers=0)
+    return prepare_data(config, splits, plan_input(config, splits.train, natural_size=16))
+
+
+def test_the_mirror_features_are_the_backbone_of_the_flipped_image(level_bars, lenet_start):
+    net = create_model("lenet_bn", num_classes=3, in_channels=1, input_size=16)
+    net.load_state_dict(torch.load(lenet_start))
+    prepared = prepared_with_flip(level_bars)
+    cached = cache_features(net, prepared, 32, torch.device("cpu"), mirrored=True)
+
+    x, _ = next(iter(BatchLoader(prepared.train, prepared.preset, 96, train=False, device=torch.device("cpu"))))
+    seen = []
+    hook = find_head(net)[1].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        net.eval()(x.flip(-1))
+        net(x)
+    hook.remove()
+    assert torch.allclose(cached.train.mirrored, seen[0], atol=1e-6)
+    assert torch.allclose(cached.train.features, seen[1], atol=1e-6)
+    assert not torch.equal(cached.train.mirrored, cached.train.features)  # the noise is not symmetric
+    assert cached.val.mirrored is None
+
+
+def test_each_epoch_picks_a_seeded_half_of_the_mirrors():
+    n = 10_000
+    index = torch.arange(n, dtype=torch.float32)[:, None]
+    loader = FeatureLoader(index, torch.zeros(n, dtype=torch.int64), 500, True, seed=3, mirrored=-index - 1)
+    first = loader.mirror_choice()
+    assert torch.equal(first, loader.mirror_choice())  # seeded: a resumed run draws the same
+    assert 0.48 < first.float().mean() < 0.52
+    x = torch.cat([batch for batch, _ in loader])[:, 0]
+    mirrored = x < 0
+    rows = torch.where(mirrored, -x - 1, x).long()
+    assert sorted(rows.tolist()) == list(range(n))  # every image once per epoch, in its seeded order
+    assert torch.equal(mirrored, first[rows])  # each image's view is the one drawn for it
+    loader.set_epoch(1)
+    assert (loader.mirror_choice() != first).float().mean() > 0.4  # a new draw each epoch
+
+
+def test_a_frozen_run_with_flip_trains_on_cached_mirrors_as_well_as_on_images(level_bars, tmp_path, capsys):
+    # A randomly initialised lenet_relu backbone: its features still tell where the bar is.
+    run = dict(epochs=2, optimizer="adam", lr=0.05, batch_size=16, quiet=True, image_size=16, pad=0, flip=True,
+               freeze="backbone")
+    cached = visionfit.fit("lenet_relu", level_bars, project=str(tmp_path / "cached"), **run)
+    err = capsys.readouterr().err
+    assert "input features of 96 train (each image and its mirror) + 30 val images" in err and "hint" not in err
+    plain = visionfit.fit("lenet_relu", level_bars, project=str(tmp_path / "plain"), cache_features=False, **run)
+    assert "input features" not in capsys.readouterr().err
+    assert cached.best_score > 0.9 and abs(cached.best_score - plain.best_score) <= 0.1  # chance is 1/3
+    for a, b in zip(cached.history, plain.history):  # other images flipped, the same learning
+        assert a["loss"] == pytest.approx(b["loss"], abs=0.02)
+
+
+def test_the_caching_time_counts_in_the_first_epoch_only():
+    timing = CachingTime(seconds=3.0)
+    first, second = {"images_per_s": 100.0, "seconds": 1.0}, {"images_per_s": 100.0, "seconds": 1.0}
+    timing.on_epoch_end(None, first)
+    timing.on_epoch_end(None, second)
+    assert first == {"images_per_s": 25.0, "seconds": 4.0} and second == {"images_per_s": 100.0, "seconds": 1.0}
+
+
+def test_a_frozen_run_says_why_its_features_are_not_cached(tiny_splits, tmp_path, lenet_start, capsys):
+    fit(tiny_splits, tmp_path, lenet_start, pad=2, flip=True, epochs=1)
+    hints = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hint:")]
+    assert hints == ["hint: the backbone is frozen, but its features are not cached because training draws a "
+                     "random crop + flip per image each epoch (a full forward pass per image per epoch); "
+                     "--cache-features trains the head on each image's eval view instead (much faster); or turn "
+                     "them off (--pad 0; flip alone is cached too)"]

@@ -30,9 +30,10 @@ def add_commands(commands) -> None:
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", help="root folder for relative image paths in a CSV")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its horizontal flip")
     parser.add_argument("--workers", type=int, help="image decoding threads (default: one per core, at most 8)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_trust_flag(parser)
 
 
@@ -59,15 +60,21 @@ def run_eval(args) -> None:
     from ..infer import evaluate
 
     report = evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
-                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code,
+                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code, quiet=args.quiet,
                       cam=args.cam or args.cam_layer is not None, cam_layer=args.cam_layer)
     print(report.format())
+
+
+DEFAULT_PREDICTIONS = "predictions.csv"
+PRINTED_AT_MOST = 20  # prediction lines printed to stdout; more only go to the CSV
+SHOWN_TOPK = 3  # classes a lone image's line shows when --topk does not say
 
 
 def _add_predict(parser) -> None:
     parser.add_argument("model", help="a model file, e.g. runs/exp/best.safetensors")
     parser.add_argument("inputs", metavar="INPUT", help="an image, a folder of images (searched recursively) or a CSV of image paths")
-    parser.add_argument("-o", "--out", default="predictions.csv", help="CSV to write")
+    parser.add_argument("-o", "--out", help=f"CSV to write (default: {DEFAULT_PREDICTIONS}; one image without -o "
+                                            f"is only printed)")
     parser.add_argument("--topk", type=int, default=0, help="add the K most probable classes and their probabilities")
     parser.add_argument("--format", choices=list(FORMATS), default="full",
                         help="; ".join(f"{name}: {text}" for name, text in FORMATS.items()))
@@ -76,13 +83,26 @@ def _add_predict(parser) -> None:
 
 
 def run_predict(args) -> None:
-    from ..infer import predict
-    from ..infer.predict import failure_lines
+    """Predictions to a CSV; up to PRINTED_AT_MOST of them also as lines on stdout. One image
+    without -o is only printed, with its SHOWN_TOPK most probable classes."""
+    from pathlib import Path
 
-    rows = predict(args.model, args.inputs, out=args.out, images=args.images, topk=args.topk, tta=args.tta,
+    from ..checkpoints import read_meta
+    from ..infer import predict
+    from ..infer.predict import failure_lines, result_line
+
+    lone_image = args.out is None and Path(args.inputs).is_file() and Path(args.inputs).suffix.lower() != ".csv"
+    out = None if lone_image else args.out or DEFAULT_PREDICTIONS
+    topk = args.topk
+    if lone_image and not topk:
+        topk = min(SHOWN_TOPK, len(read_meta(args.model).get("class_names") or [None]))
+    rows = predict(args.model, args.inputs, out=out, images=args.images, topk=topk, tta=args.tta,
                    format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers,
-                   trust_code=args.trust_code)
-    print(f"wrote {len(rows):,} prediction{'s' if len(rows) != 1 else ''} to {args.out}")
+                   trust_code=args.trust_code, quiet=args.quiet)
+    if len(rows) <= PRINTED_AT_MOST:
+        print("\n".join(result_line(row) for row in rows))
+    if out is not None:
+        print(f"wrote {len(rows):,} prediction{'s' if len(rows) != 1 else ''} to {out}")
     if "true" in (rows[0] if rows else {}):
         scored = [row for row in rows if not row["error"]]
         correct = sum(row["label"] == row["true"] for row in scored)

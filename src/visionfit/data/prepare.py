@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from .decode import guess_channels
+from .memory import estimate_store_bytes, require_store_memory
 from .preprocess import Preprocess, WeightsPreprocessing, pil_resize
 from .samples import DatasetSplits, Samples
 from .scan import with_scan
@@ -137,21 +138,23 @@ def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPrep
 def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan) -> PreparedData:
     """Decode every split once (see the module docstring) and settle the preset."""
     workers = default_workers(data_cfg.workers)
+    require_store_memory(estimate_store_bytes(splits, plan, data_cfg.cache))
     train = _train_store(data_cfg, splits.train, plan, workers)
     mean, std = plan.stats or _measured_stats(train, plan.channels)
     preset = Preset(plan.preprocess(mean, std), small=plan.small, flip=plan.flip, rotation=plan.rotation, pad=plan.pad)
-    val, test = (None if s is None else eval_store(data_cfg, s, preset, workers) for s in (splits.val, splits.test))
+    val, test = (None if s is None else eval_store(data_cfg, s, preset, workers, label)
+                 for s, label in ((splits.val, "val"), (splits.test, "test")))
     return PreparedData(splits, preset, train, val, test)
 
 
-def eval_store(data_cfg, samples: Samples, preset: Preset, workers: int) -> ImageStore:
+def eval_store(data_cfg, samples: Samples, preset: Preset, workers: int, label: str = "images") -> ImageStore:
     """Images decoded at full size and put through the eval preprocessing once: evaluation
     batches come from one size x size tensor, with exactly the pixels `predict` would use.
     With --cache none they are decoded on access, through the same preprocessing."""
     apply = preset.preprocess.apply
     if data_cfg.cache == "none" and samples.paths is not None:
         return lazy_store(samples, preset.channels, prepare=apply, eval_ready=True)
-    return build_store(samples, preset.channels, workers=workers, prepare=apply, eval_ready=True)
+    return build_store(samples, preset.channels, workers=workers, prepare=apply, eval_ready=True, label=label)
 
 
 def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> ImageStore:
@@ -160,10 +163,10 @@ def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> I
         prepare = _ResizeTo(shape)
         if data_cfg.cache == "none" and samples.paths is not None:
             return lazy_store(samples, plan.channels, prepare=prepare)
-        return build_store(samples, plan.channels, workers=workers, prepare=prepare)
+        return build_store(samples, plan.channels, workers=workers, prepare=prepare, label="train")
     if data_cfg.cache == "none":
         return lazy_store(samples, plan.channels, max_side=plan.store_side)
-    return build_store(samples, plan.channels, max_side=plan.store_side, workers=workers)
+    return build_store(samples, plan.channels, max_side=plan.store_side, workers=workers, label="train")
 
 
 class _ResizeTo:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .. import progress
 from .decode import DECODE_ERRORS, decode, open_image
 from .samples import Samples
 
@@ -69,8 +70,8 @@ def scan_samples(samples: Samples, decode_fully: bool = False, workers: int | No
         return _scan_arrays(samples.images)
     threads = workers or min(8, os.cpu_count() or 1)
     # Threads, not processes: hashing and file reads release the GIL, and results need no pickling.
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        facts = list(pool.map(lambda path: _scan_file(path, decode_fully), samples.paths))
+    with ThreadPoolExecutor(max_workers=threads) as pool, progress.bar(len(samples), "scanning") as bar:
+        facts = list(progress.counted(pool.map(lambda path: _scan_file(path, decode_fully), samples.paths), bar))
     keys, sizes, modes, faults = zip(*facts) if facts else ((), (), (), ())
     return SampleScan(list(keys), np.array(sizes, dtype=np.int64).reshape(-1, 2), list(modes), list(faults))
 

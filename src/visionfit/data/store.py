@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import progress
 from ..errors import DataError
 from .decode import load_image, match_channels
 from .samples import Samples
@@ -54,7 +55,7 @@ class ImageStore:
 
 
 def build_store(samples: Samples, channels: int, max_side: int | None = None, workers: int | None = None,
-                prepare: Prepare | None = None, eval_ready: bool = False) -> ImageStore:
+                prepare: Prepare | None = None, eval_ready: bool = False, label: str = "images") -> ImageStore:
     """Decode `samples` into a store with `channels` (1 or 3) channels per image.
 
     File samples are decoded on `workers` threads (default: one per core, at most 8; 0 means 1),
@@ -62,11 +63,13 @@ def build_store(samples: Samples, channels: int, max_side: int | None = None, wo
     recorded in `skipped` and left out. Array samples are kept at their own size.
     `prepare`, when given, maps each decoded H x W x C uint8 image to the one stored
     (the eval preprocessing, or a resize to a common size); `eval_ready` marks the result.
+    `label` names the split on the progress bar ("decoding train").
     """
-    if samples.images is not None:
-        return _array_store(samples, channels, prepare, eval_ready)
-    threads = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
-    return _file_store(samples, channels, max_side, threads, prepare, eval_ready)
+    with progress.bar(total=len(samples), desc=f"decoding {label}") as bar:
+        if samples.images is not None:
+            return _array_store(samples, channels, prepare, eval_ready, bar)
+        threads = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+        return _file_store(samples, channels, max_side, threads, prepare, eval_ready, bar)
 
 
 class LazyImages:
@@ -95,21 +98,22 @@ def lazy_store(samples: Samples, channels: int, max_side: int | None = None, pre
     return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin), eval_ready=eval_ready)
 
 
-def _array_store(samples: Samples, channels: int, prepare: Prepare | None, eval_ready: bool) -> ImageStore:
+def _array_store(samples: Samples, channels: int, prepare: Prepare | None, eval_ready: bool, bar=None) -> ImageStore:
     images_nhwc = samples.images if samples.images.ndim == 4 else samples.images[..., None]
     pixels_nhwc = match_channels(images_nhwc, channels)
     if prepare is not None:
-        pixels_nhwc = np.stack([prepare(image) for image in pixels_nhwc])
+        pixels_nhwc = np.stack([prepare(image) for image in progress.counted(pixels_nhwc, bar)])
     images = torch.from_numpy(np.ascontiguousarray(pixels_nhwc.transpose(0, 3, 1, 2)))
     return ImageStore(images, torch.from_numpy(samples.labels.copy()), list(samples.origin), eval_ready=eval_ready)
 
 
 def _file_store(samples: Samples, channels: int, max_side: int | None, workers: int, prepare: Prepare | None,
-                eval_ready: bool) -> ImageStore:
+                eval_ready: bool, bar) -> ImageStore:
     # Threads, not processes: PIL releases the GIL while decoding and resizing,
     # and threads hand back arrays without pickling them.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda row: _load_row(samples, row, channels, max_side, prepare), range(len(samples))))
+        decoded = pool.map(lambda row: _load_row(samples, row, channels, max_side, prepare), range(len(samples)))
+        results = list(progress.counted(decoded, bar))
     kept, tensors, skipped = [], [], []
     for index, result in enumerate(results):
         if isinstance(result, DataError):

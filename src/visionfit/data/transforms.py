@@ -78,7 +78,13 @@ class Preset:
     @property
     def train_is_deterministic(self) -> bool:
         """True when training sees each image the same way every epoch (features can be cached)."""
-        return self.small and self.pad == 0 and not self.flip and not self.rotation
+        return not self.random_ops()
+
+    def random_ops(self) -> tuple[str, ...]:
+        """The random operations of training, in the order they run ("random resized crop",
+        "random crop", "flip", "rotation"): what makes an image look different each epoch."""
+        crop = ("random crop",) if self.small and self.pad else () if self.small else ("random resized crop",)
+        return crop + (("flip",) if self.flip else ()) + (("rotation",) if self.rotation else ())
 
     def normalize(self, x_0_255: torch.Tensor) -> torch.Tensor:
         """N x C x H x W pixel values 0..255 (uint8 or float) -> float32, normalised per channel."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import progress
 from ..data.samples import Samples
 from ..data.sources import evaluation_split, load_split
 from ..errors import DataError
@@ -75,13 +76,15 @@ class EvalReport:
 
 def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
              tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES,
-             trust_code: bool = False, cam: bool = False, cam_layer: str | None = None) -> EvalReport:
+             trust_code: bool = False, quiet: bool = False, cam: bool = False,
+             cam_layer: str | None = None) -> EvalReport:
     """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
 
     data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
     or a Samples object. Files go to `out`; by default next to a model file, in
     runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
     trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
+    quiet: no progress bar.
     cam: add Grad-CAM of each top loss to top_losses.png and write one per image in cam/, reading
     `cam_layer` (a module name such as "layer4"), or the layer found in the model when None.
     """
@@ -95,7 +98,8 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
         raise DataError(f"{data} has no labels (no class subfolders or label column); "
                         "evaluation needs them — use `visionfit predict` for unlabelled images")
     _check_out(Path(out) if out is not None else None, classifier, model, data, samples)
-    outputs = classify(classifier, samples, batch_size, tta, workers)
+    with progress.quiet(quiet):
+        outputs = classify(classifier, samples, batch_size, tta, workers, label="evaluating")
     report = build_report(classifier.class_names, samples, outputs, top_losses)
     report.cam_layer = layer
     out_dir = Path(out) if out is not None else _default_out(classifier)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..data.samples import Samples
 from ..data.table import _pick_columns, _read_rows  # the CSV reader's own row and column choice
 from ..errors import ConfigError
@@ -24,7 +25,7 @@ from .runner import NOT_FINITE, classify, load_classifier, read_samples
 
 def predict(model, inputs, out: str | Path | None = None, images: str | None = None, topk: int = 0,
             tta: bool = False, format: str = "full", batch_size: int = 64, device=None,
-            workers: int | None = None, trust_code: bool = False) -> list[dict]:
+            workers: int | None = None, trust_code: bool = False, quiet: bool = False) -> list[dict]:
     """Predict every image in `inputs` (an image, a list of images, a folder searched recursively,
     a CSV of image paths relative to `images`, or a Samples object) with `model` (a file or module).
 
@@ -32,6 +33,7 @@ def predict(model, inputs, out: str | Path | None = None, images: str | None = N
     top1_prob..topK_prob when topk > 0, true when the input is labelled, and error.
     Writes them to `out` as CSV when given, in `format` ("full" or "kaggle").
     trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
+    quiet: no progress bar.
     """
     if format not in FORMATS:
         raise ConfigError(f"--format {format} is not one of: {', '.join(FORMATS)}")
@@ -42,7 +44,8 @@ def predict(model, inputs, out: str | Path | None = None, images: str | None = N
     samples = read_samples(inputs, images, names)
     if out is not None:
         check_outputs({"-o": out}, protected_inputs(model, inputs, samples))
-    outputs = classify(classifier, samples, batch_size, tta, workers)
+    with progress.quiet(quiet):
+        outputs = classify(classifier, samples, batch_size, tta, workers, label="predicting")
     images_written = image_names(inputs, samples)
     rows = [_row(images_written[i], outputs.probs[i], outputs.errors.get(i), names, topk) for i in range(len(samples))]
     if samples.labelled:
@@ -99,6 +102,19 @@ def write_predictions(out: str | Path, rows: list[dict], format: str = "full", t
     if undecodable:
         print(f"warning: {undecodable:,} image name{'s are' if undecodable > 1 else ' is'} not valid UTF-8; "
               f"{out} has {'their' if undecodable > 1 else 'its'} raw bytes", file=sys.stderr)
+
+
+def result_line(row: dict) -> str:
+    """'one.png: 7 (98.1%), 1 (1.2%), 9 (0.3%)': the top-k classes when the row has them, else
+    the label; the reason when the image got no prediction."""
+    # A file name that is not UTF-8 (surrogate escapes) is shown with U+FFFD; the CSV keeps its bytes.
+    image = row["image"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if row["error"]:
+        return f"{image}: no prediction ({row['error']})"
+    ranked = [(row[f"top{j}"], row[f"top{j}_prob"]) for j in range(1, len(row)) if f"top{j}" in row]
+    shown = ranked or [(row["label"], row["confidence"])]
+    text = ", ".join(f"{label} ({probability:.1%})" for label, probability in shown)
+    return f"{image}: {text}" + (f" (true: {row['true']})" if "true" in row else "")
 
 
 def failure_lines(rows: list[dict], format: str = "full") -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import progress
 from ..checkpoints import load_model
 from ..data.decode import load_image, match_channels
 from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files
@@ -104,12 +105,18 @@ def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
 
 
 def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta: bool = False,
-             workers: int | None = None) -> Outputs:
+             workers: int | None = None, label: str = "classifying") -> Outputs:
     """Softmax probabilities for every sample, in order; unreadable images and non-finite model
     outputs (NaN/inf logits) become errors, not crashes or a made-up label.
 
-    tta: average the softmax of each image and of its horizontal flip.
+    tta: average the softmax of each image and of its horizontal flip. `label` names the progress bar.
     """
+    with progress.bar(total=len(samples), desc=label) as bar:
+        return _classify(classifier, samples, batch_size, tta, workers, bar)
+
+
+def _classify(classifier: Classifier, samples: Samples, batch_size: int, tta: bool, workers: int | None,
+              bar) -> Outputs:
     probs = np.full((len(samples), len(classifier.class_names)), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
     for rows, decoded in _decoded_batches(samples, classifier.preset, batch_size, workers):
@@ -117,6 +124,7 @@ def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta
         errors.update({row: str(image) for row, image in zip(rows, decoded) if isinstance(image, DataError)})
         if good:
             probs[[row for row, _ in good]] = pixel_probabilities(classifier, [image for _, image in good], tta)
+        bar.update(len(rows))
     errors.update({int(row): NOT_FINITE_REASON for row in np.flatnonzero(~np.isfinite(probs).all(axis=1))
                    if row not in errors})
     return Outputs(probs, errors)

@@ -120,7 +120,7 @@ def _trace(model: nn.Module, input_size: tuple, label: str) -> tuple[list[LayerR
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            model(torch.zeros(input_size))
+            model(torch.zeros(input_size, device=next(model.parameters(), torch.empty(0)).device))  # where the model is
     except RuntimeError as error:
         raise ModelError(f"{label} cannot take input {tuple(input_size)}: {error}") from error
     finally:

@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
+from .. import progress  # noqa: E402
 from ..checkpoints import save_model_file, save_resume_state, unwrap  # noqa: E402
 from ..files import atomic_path  # noqa: E402
 from .divergence import require_finite_weights  # noqa: E402
@@ -84,30 +84,28 @@ def format_epoch(metrics: dict, epochs: int, monitor: str = "val_acc") -> str:
 
 
 class ProgressPrinter:
-    """A progress bar per epoch (unless quiet) and one summary line per epoch (with the monitored metric)."""
+    """A progress bar per epoch on stderr (unless quiet, or stderr is no terminal: progress.py)
+    and one line per epoch on stdout, where the run's record goes (with the monitored metric)."""
 
-    def __init__(self, quiet: bool = False, stream=None, monitor: str = "val_acc"):
+    def __init__(self, quiet: bool = False, bar_stream=None, line_stream=None, monitor: str = "val_acc"):
         self.quiet, self.bar, self.monitor = quiet, None, monitor
-        self._stream = stream
-
-    @property
-    def stream(self):
-        return self._stream or sys.stderr  # looked up late: tests and notebooks swap sys.stderr
+        self._bar_stream, self._line_stream = bar_stream, line_stream
 
     def on_epoch_start(self, trainer) -> None:
         if not self.quiet:
-            self.bar = tqdm(total=len(trainer.train_loader), desc=f"epoch {trainer.epoch + 1}/{trainer.cfg.epochs}",
-                            leave=False, file=self.stream, dynamic_ncols=True)
+            self.bar = progress.bar(total=len(trainer.train_loader), unit="batch", stream=self._bar_stream,
+                                    desc=f"epoch {trainer.epoch + 1}/{trainer.cfg.epochs}")
 
     def on_batch_end(self, trainer, step: int, loss) -> None:
-        if self.bar is not None:
+        if self.bar is not None and not self.bar.disable:
             self.bar.update(1)
             if step % 20 == 0:  # .item() waits for the GPU: not every batch
                 self.bar.set_postfix(loss=f"{loss.item():.4f}")
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         self._close_bar()
-        print(format_epoch(metrics, trainer.cfg.epochs, self.monitor), file=self.stream, flush=True)
+        # Looked up late: tests and notebooks swap sys.stdout.
+        print(format_epoch(metrics, trainer.cfg.epochs, self.monitor), file=self._line_stream or sys.stdout, flush=True)
 
     def on_fit_end(self, trainer) -> None:
         self._close_bar()  # a run stopped mid-epoch: clear the bar before the error line

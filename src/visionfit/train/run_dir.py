@@ -149,14 +149,5 @@ def _unlock(fd: int) -> None:
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
-    """summary.json, and the few lines a person reads at the end of a run."""
+    """summary.json: what the run reached (train/report.py prints the lines a person reads)."""
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    key = summary["monitored"]  # the metric --monitor read: val_acc, val_loss, ..., or its training counterpart
-    value = summary["best_metrics"][key]
-    shown = f"{value:.4f}" if key.endswith(("loss", "macro_f1")) else f"{value:.2%}"
-    print(f"best {key} {shown} at epoch {summary['best_epoch']}", file=sys.stderr)
-    if summary["test"] is not None:
-        print(f"test acc {summary['test']['acc']:.2%} (best model, {run_dir / 'best.safetensors'})", file=sys.stderr)
-    if summary["skipped_images"]:
-        print(f"skipped {len(summary['skipped_images'])} unreadable images (listed in summary.json)", file=sys.stderr)
-    print(f"results in {run_dir}", file=sys.stderr)

@@ -3,8 +3,7 @@ its loaders, optimizer, schedule and callbacks, and the FitResult it leaves.
 
     dist, device = start_session(config)
     with writing(run_dir, dist):
-        announce(resolved, prepared)
-        result = train_resolved(resolved, net, prepared, dist, device, resume_state)
+        result = train_resolved(resolved, net, prepared, dist, device, resume_state)   # prints the run's summary
 
 fitting.py decides what to train (a fresh run, a resume, a torchrun restart); this module
 trains it, reading only the Resolved value.
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import progress
 from ..checkpoints import load_model
 from ..config import Config
 from ..cpu_memory import keep_freed_memory
@@ -34,9 +34,10 @@ from .callbacks import (Checkpointer, EarlyStopping, MetricsLogger, ProgressPrin
                         monitored_key, weights_to_keep)
 from .class_balance import class_weights, describe
 from .distributed import Distributed, init_distributed
-from .ema import WeightAverage, describe_ema
-from .features import HeadOnFeatures, cache_features_if_useful
-from .mixing import batch_mixer, describe_mixing
+from .ema import WeightAverage
+from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
+from .mixing import batch_mixer
+from .report import result_lines, run_summary
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .model_card import ModelCard
 from .run_dir import MODEL_CARD, RunLock, write_summary
@@ -58,27 +59,11 @@ class FitResult:
     train_images: int = 0
     val_images: int = 0
     device: str = "cpu"
-    seconds: float = 0.0  # training time, data preparation excluded
+    seconds: float = 0.0  # training time (feature caching included), data preparation excluded
 
     @property
     def best_model(self) -> Path:
         return self.run_dir / "best.safetensors"
-
-
-def announce(resolved: Resolved, prepared: PreparedData) -> None:
-    """The start of a run says what it settled on: data, input, model, folder (config.yaml has it all)."""
-    val = len(prepared.val) if prepared.val is not None else 0
-    weights = f", starting from {resolved.model.weights}" if resolved.model.weights else ""
-    train = resolved.config.train
-    regularizers = [line for line in (describe_mixing(train), describe_ema(train.ema)) if line]
-    lines = [f"data: {resolved.dataset}, {len(resolved.class_names)} classes, {len(prepared.train):,} training and "
-             f"{val:,} validation images",
-             f"input: {resolved.preset.preprocess.summary()}",
-             *(f"  {note}" for note in resolved.notes),
-             f"model: {resolved.model.architecture}{weights}",
-             *(f"  {line}" for line in regularizers),
-             f"run folder: {resolved.run_dir}"]
-    print("\n".join(lines), file=sys.stderr)
 
 
 def writing(run_dir: Path, dist: Distributed):
@@ -102,13 +87,18 @@ def start_session(config: Config) -> tuple[Distributed, torch.device]:
 
 def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, dist: Distributed, device: torch.device,
            resume_state: dict | None = None) -> FitResult:
+    """Train `net` as `resolved` says; rank 0 prints the run's summary first and its results last (stdout)."""
     config = resolved.config
+    frozen = freeze(net, config.model.freeze)
     net = net.to(device)
     channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    _freeze(net, config, dist)
+    if dist.is_main:
+        print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
+                          frozen), flush=True)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
+    started = time.perf_counter()  # caching features is training: it counts, as in epoch 1's images/s
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
     loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
@@ -124,14 +114,15 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     trained = torch.compile(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
-    callbacks = transfer_callbacks + _callbacks(resolved, dist, best)
+    # CachingTime first: the callbacks after it print and record the epoch with the caching counted in.
+    callbacks = [CachingTime(cached.seconds)] if cached else []
+    callbacks += transfer_callbacks + _callbacks(resolved, dist, best)
     mixer = batch_mixer(config.train, len(resolved.class_names), dist.rank)
     trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist,
                       task=_task(resolved, prepared, dist), mixer=mixer, ema=ema)
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
         trainer.history = list(history)
-    started = time.perf_counter()
     try:
         trainer.fit(start_epoch)
     except TrainingDiverged as error:
@@ -182,14 +173,6 @@ def _configure_torch(train_cfg) -> None:
     torch.backends.cudnn.benchmark = not train_cfg.deterministic
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-
-
-def _freeze(net: nn.Module, config: Config, dist: Distributed) -> None:
-    frozen = freeze(net, config.model.freeze)
-    if frozen and dist.is_main:
-        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in net.parameters())
-        print(f"frozen: {', '.join(frozen)}; training {trainable:,} of {total:,} parameters", file=sys.stderr)
 
 
 def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> list:
@@ -263,6 +246,9 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
         })
         write_text_atomic(run_dir / MODEL_CARD, _model_card(best_model, best_row, trainer.history, test, resolved,
                                                             prepared, device, result).markdown())
+        print(result_lines(result), flush=True)
+        if skipped:
+            progress.note(f"warning: skipped {len(skipped)} unreadable images (listed in {run_dir / 'summary.json'})")
     return result
 
 

@@ -1,0 +1,124 @@
+"""What a run says on stdout: what it settled on when it starts, what it reached when it ends.
+
+    print(run_summary(resolved, prepared, net, device, channels_last, caching))   # one block
+    ... one line per epoch (callbacks.ProgressPrinter) ...
+    print(result_lines(result))                                                  # best epoch, test, files
+
+Both go to stdout, like the epoch lines between them: together they are the run's record, so
+`visionfit train ... > log.txt` keeps it. Bars, warnings and hints go to stderr (progress.py).
+config.yaml holds everything; this is the part a person reads.
+"""
+import numpy as np
+import torch
+from torch import nn
+
+from ..infer.summary import human, summary
+from ..resolve import Resolved
+from .callbacks import monitored_key
+from .ema import describe_ema
+from .mixing import describe_mixing
+from .trainer import amp_dtype
+
+CLASSES_LISTED = 10  # up to this many classes are listed one by one; more are summarised
+PRECISION_NAMES = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + loss scaling", None: "fp32"}
+
+
+def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.device, channels_last: bool,
+                caching: str | None, frozen: list[str] = ()) -> str:
+    """The run's resolved settings as one block: data, classes, input, model, device, recipe, folder."""
+    config, spec = resolved.config, resolved.model
+    val, test = (len(store) if store is not None else 0 for store in (prepared.val, prepared.test))
+    weights = f", starting from {spec.weights}" if spec.weights else ""
+    frozen_parts = f" (frozen: {', '.join(frozen)})" if frozen else ""
+    lines = [
+        f"run folder: {resolved.run_dir}",
+        f"  data:    {resolved.dataset}: {len(resolved.class_names)} classes, {len(prepared.train):,} training, "
+        f"{val:,} validation{f', {test:,} test' if test else ''} images",
+        f"  classes: {class_counts(resolved.class_names, prepared.train.labels)}",
+        f"  input:   {resolved.preset.size}x{resolved.preset.size}, {resolved.preset.preprocess.summary()}",
+        *(f"           {note}" for note in resolved.notes),
+        f"  augment: {', '.join(resolved.preset.random_ops()) or 'none'}{_caching_text(caching)}",
+        f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
+        f"  device:  {device}, {PRECISION_NAMES[amp_dtype(config.train.amp, device)]}, "
+        f"channels_last {'on' if channels_last else 'off'}",
+        f"  recipe:  {recipe_text(config.train, config.data.batch_size)}",
+        *(f"           {line}" for line in (describe_mixing(config.train), describe_ema(config.train.ema)) if line),
+    ]
+    return "\n".join(lines)
+
+
+def class_counts(class_names, labels: torch.Tensor) -> str:
+    """'ants 123, bees 121', or for many classes 'min 40 (cat), median 80, max 120 (dog)'."""
+    counts = np.bincount(np.asarray(labels), minlength=len(class_names))
+    if len(class_names) <= CLASSES_LISTED:
+        return ", ".join(f"{name} {count:,}" for name, count in zip(class_names, counts))
+    low, high = int(counts.argmin()), int(counts.argmax())
+    return (f"training images per class: min {counts[low]:,} ({class_names[low]}), median {int(np.median(counts)):,}, "
+            f"max {counts[high]:,} ({class_names[high]})")
+
+
+def parameter_counts(net: nn.Module) -> str:
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in net.parameters())
+    return f"{trainable:,} of {total:,} parameters trainable"
+
+
+def model_macs(resolved: Resolved) -> str:
+    """', 0.40 GMACs per image' (infer/summary.py's count) from a skeleton of the architecture,
+    never the net being trained: a forward pass of that one would be a side effect (a stateful
+    module counts its calls). '' for a module of the user's own code, or one that cannot be traced."""
+    spec, preset = resolved.model, resolved.preset
+    if ":" in spec.architecture.removeprefix("timm:"):
+        return ""  # package.module:Class: building another instance would run its code again
+    try:
+        macs = summary(_skeleton(spec), input_size=(1, preset.channels, preset.size, preset.size)).total_macs
+    except Exception:  # the count is only information; the run does not depend on it
+        return ""
+    return f", {human(macs)}MACs per image"
+
+
+def _skeleton(spec) -> nn.Module:
+    """The architecture on the meta device (no memory, no time), else on the CPU for the few
+    that read their own tensors while being built (timm's drop-path schedules)."""
+    try:
+        with torch.device("meta"):
+            return spec.build()
+    except Exception:  # any failure here means: not buildable on the meta device
+        return spec.build()
+
+
+def recipe_text(train_cfg, batch_size: int) -> str:
+    """'sgd lr 0.05 momentum 0.9 weight decay 0, cosine schedule, 10 epochs of batch 128'."""
+    t = train_cfg
+    optimizer = f"{t.optimizer} lr {t.lr:g}"
+    if t.optimizer in ("sgd", "rmsprop"):
+        optimizer += f" momentum {t.momentum:g}{' nesterov' if t.nesterov and t.optimizer == 'sgd' else ''}"
+    optimizer += f" weight decay {t.weight_decay:g}"
+    schedule = f"{t.scheduler} schedule" + (f" (step {t.step_size}, gamma {t.gamma:g})" if t.scheduler == "step" else "")
+    extras = [f"warmup {t.warmup_epochs:g} epochs" if t.warmup_epochs else "",
+              f"label smoothing {t.label_smoothing:g}" if t.label_smoothing else "",
+              f"accumulate {t.accumulate}" if t.accumulate > 1 else "", f"seed {t.seed}"]
+    return ", ".join([optimizer, schedule, f"{t.epochs} epochs of batch {batch_size}", *filter(None, extras)])
+
+
+def _caching_text(caching: str | None) -> str:
+    if caching == "mirrored":
+        return "; the head trains on cached backbone features of each image and its mirror"
+    if caching == "fixed":
+        return "; the head trains on cached backbone features"
+    return ""
+
+
+def result_lines(result) -> str:
+    """The end of a run: best epoch and score, the test split's result, where the files are."""
+    best = next((row for row in result.history if row["epoch"] == result.best_epoch), result.history[-1])
+    monitor = result.resolved.config.train.monitor if result.resolved is not None else "val_acc"
+    shown = [monitored_key(best, monitor)] + [key for key in ("val_acc", "val_loss") if key in best]
+    values = ", ".join(f"{key} {best[key]:.4f}" if key.endswith(("loss", "f1")) else f"{key} {best[key]:.2%}"
+                       for key in dict.fromkeys(shown))
+    lines = [f"best epoch {result.best_epoch}: {values}; "
+             f"{len(result.history)} epochs in {result.seconds:.1f} s on {result.device}"]
+    if result.test is not None:
+        lines.append(f"test (best model): acc {result.test['acc']:.2%}, loss {result.test['loss']:.4f}")
+    lines.append(f"files: {result.run_dir} (best.safetensors, last.safetensors, metrics.csv, curves.png, config.yaml)")
+    return "\n".join(lines)

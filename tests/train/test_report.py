@@ -1,0 +1,95 @@
+"""What a run prints: its resolved summary, epoch lines and results on stdout; hints and warnings on stderr."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visionfit.cli import main
+from visionfit.config import TrainConfig
+from visionfit.train.report import class_counts, recipe_text
+
+from ..conftest import pattern_images
+
+
+@pytest.fixture
+def bars_folder(tmp_path):
+    """left/, middle/, right/: ten 16 px bar images each, as PNG files."""
+    images, labels = pattern_images(30)
+    for i, (pixels, label) in enumerate(zip(images, labels)):
+        path = tmp_path / "bars" / ["left", "middle", "right"][label] / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path)
+    return tmp_path / "bars"
+
+
+def tiny_run(folder, project, *flags):
+    main(["train", "--data", str(folder), "--epochs", "2", "--batch-size", "8", "--workers", "0",
+          "--project", str(project), *flags])
+
+
+def test_a_run_writes_its_record_to_stdout_and_nothing_else_there(capsys, tmp_path, bars_folder):
+    tiny_run(bars_folder, tmp_path)  # capsys's stderr is no terminal: no bars
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == f"run folder: {tmp_path / 'exp'}"
+    assert lines[1] == "  data:    bars: 3 classes, 24 training, 6 validation images"
+    assert lines[2] == "  classes: left 8, middle 8, right 8"
+    assert lines[3].startswith("  input:   28x28, both sides to 28 (bilinear), 1 channel, mean ")
+    assert "  augment: random crop" in lines
+    assert "  model:   lenet_relu; 61,111 of 61,111 parameters trainable, 415.93 KMACs per image" in lines
+    assert "  device:  cpu, fp32, channels_last off" in lines
+    assert ("  recipe:  sgd lr 0.05 momentum 0.9 weight decay 0, cosine schedule, 2 epochs of batch 8, seed 0"
+            in lines)
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line[:9] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert lines[-2].startswith("best epoch ") and "val_acc" in lines[-2] and "2 epochs in" in lines[-2]
+    assert lines[-1].startswith(f"files: {tmp_path / 'exp'} (best.safetensors")
+    assert "epoch 1/2" not in err and "run folder" not in err and "best epoch" not in err
+
+
+def test_hints_go_to_stderr(capsys, tmp_path, bars_folder):
+    tiny_run(bars_folder, tmp_path, "--freeze", "backbone")
+    out, err = capsys.readouterr()
+    assert "hint: the backbone is frozen, but its features are not cached" in err
+    assert not [line for line in out.splitlines() if "hint:" in line]
+    assert "  model:   lenet_relu; 255 of 61,111 parameters trainable (frozen: backbone), 415.93 KMACs" in out
+
+
+def test_many_classes_are_summarised_not_listed():
+    names = [f"c{i}" for i in range(30)]
+    labels = torch.from_numpy(np.repeat(np.arange(30), np.arange(1, 31)))
+    assert class_counts(names, labels) == "training images per class: min 1 (c0), median 15, max 30 (c29)"
+    assert class_counts(["a", "b"], torch.tensor([0, 1, 1])) == "a 1, b 2"
+
+
+@pytest.mark.parametrize("options, text", [
+    ({}, "sgd lr 0.05 momentum 0.9 weight decay 0, cosine schedule, 10 epochs of batch 128, seed 0"),
+    (dict(optimizer="adamw", lr=0.001, weight_decay=0.05, scheduler="step", step_size=3, warmup_epochs=1.0,
+          label_smoothing=0.1, accumulate=4, seed=7),
+     "adamw lr 0.001 weight decay 0.05, step schedule (step 3, gamma 0.1), 10 epochs of batch 128, warmup 1 epochs, "
+     "label smoothing 0.1, accumulate 4, seed 7"),
+])
+def test_the_recipe_line_names_what_the_run_uses(options, text):
+    assert recipe_text(TrainConfig(**options), 128) == text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bars_go_to_the_terminal_on_stderr_and_never_to_stdout(capsys, monkeypatch, tmp_path, bars_folder):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)  # in the test: pytest's capture resets sys.stderr after fixtures
+    tiny_run(bars_folder, tmp_path, "--epochs", "1")
+    drawn = terminal.getvalue()
+    for phase in ("scanning:", "decoding train:", "decoding val:", "epoch 1/1:"):
+        assert f"\r{phase}" in drawn, phase
+    out = capsys.readouterr().out
+    assert "\r" not in out and "epoch 1/1  loss" in out and "best epoch" in out
+    quiet_terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet_terminal)
+    tiny_run(bars_folder, tmp_path, "--epochs", "1", "--quiet")
+    assert quiet_terminal.getvalue() == ""
