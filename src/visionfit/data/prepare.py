@@ -23,6 +23,7 @@ from .samples import DatasetSplits, Samples
 from .scan import with_scan
 from .sources import limit_per_class, resolve, settle_validation
 from .store import ImageStore, build_store, channel_stats, lazy_store
+from .augment import AUGMENT_LEVELS, LEVELS
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
 RAGGED_STORE_MARGIN = 1.25  # photos are stored at 1.25x the eval resize side: room for random crops
@@ -48,6 +49,11 @@ class InputPlan:
     rotation: float
     pad: int
     notes: tuple[str, ...] = ()  # what was decided from the data or the weights, and why
+    augment: str = "light"  # the --augment level the parts below come from (augment.py)
+    resized_crop: bool = True
+    auto_augment: str | None = None
+    color_jitter: float = 0.0
+    erasing: float = 0.0
 
     def __post_init__(self):
         # A plan is read back from a run's record to resume it: a file, so nothing it says is trusted.
@@ -56,6 +62,8 @@ class InputPlan:
             raise ValueError(f"image sides {sides} must be whole numbers from 1 to {MAX_STORED_SIDE}")
         if not (isinstance(self.pad, int) and 0 <= self.pad <= MAX_PAD and 0 <= float(self.rotation) <= 180):
             raise ValueError(f"pad {self.pad!r} and rotation {self.rotation!r} are out of range")
+        if self.augment not in LEVELS:
+            raise ValueError(f"augment {self.augment!r} is not one of {', '.join(LEVELS)}")
 
     def preprocess(self, mean, std) -> Preprocess:
         return Preprocess(self.size, self.channels, self.resize, self.resize_side, self.interpolation,
@@ -124,13 +132,17 @@ def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPrep
     resize_side = max(size, int(size / crop_fraction))
     interpolation = data_cfg.interpolation or weights.interpolation or DEFAULT_INTERPOLATION
     stats = _known_stats(data_cfg, weights, channels)
-    flip = data_cfg.flip if data_cfg.flip is not None else not small
-    pad = (data_cfg.pad if data_cfg.pad is not None else size // 8) if small else 0
+    level = data_cfg.augment or "light"  # set by the recipe (resolve_recipe) before a run plans its input
+    parts = AUGMENT_LEVELS[level]
+    flip = data_cfg.flip if data_cfg.flip is not None else parts["crop"] and not small
+    pad = (data_cfg.pad if data_cfg.pad is not None else size // 8 * parts["crop"]) if small else 0
     return InputPlan(
         channels=channels, size=size, small=small, resize=resize, resize_side=resize_side,
         interpolation=interpolation, store_shape=common_hw if small else None,
         store_side=None if small else int(resize_side * RAGGED_STORE_MARGIN), stats=stats,
-        flip=flip, rotation=data_cfg.rotation, pad=pad, notes=tuple(notes),
+        flip=flip, rotation=data_cfg.rotation, pad=pad, notes=tuple(notes), augment=level,
+        resized_crop=parts["crop"], auto_augment=parts["auto_augment"], color_jitter=parts["color_jitter"],
+        erasing=parts["erasing"],
     )
 
 
@@ -139,7 +151,9 @@ def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan) -> PreparedDa
     workers = default_workers(data_cfg.workers)
     train = _train_store(data_cfg, splits.train, plan, workers)
     mean, std = plan.stats or _measured_stats(train, plan.channels)
-    preset = Preset(plan.preprocess(mean, std), small=plan.small, flip=plan.flip, rotation=plan.rotation, pad=plan.pad)
+    preset = Preset(plan.preprocess(mean, std), small=plan.small, flip=plan.flip, rotation=plan.rotation, pad=plan.pad,
+                    resized_crop=plan.resized_crop, auto_augment=plan.auto_augment, color_jitter=plan.color_jitter,
+                    erasing=plan.erasing)
     val, test = (None if s is None else eval_store(data_cfg, s, preset, workers) for s in (splits.val, splits.test))
     return PreparedData(splits, preset, train, val, test)
 

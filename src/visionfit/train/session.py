@@ -20,15 +20,17 @@ from torch import nn
 
 from ..checkpoints import load_model
 from ..config import Config
+from ..data.augment import describe as describe_augmentation
 from ..data.loader import BatchLoader
 from ..data.prepare import PreparedData, default_workers
 from ..devices import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
-from ..resolve import Resolved
+from ..resolve import Resolved, recipe_summary
 from .callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
 from .distributed import Distributed, init_distributed
 from .features import HeadOnFeatures, cache_features_if_useful
+from .guards import chance_warning, few_steps_warning
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .run_dir import RunLock, write_summary
 from .trainer import Trainer
@@ -60,9 +62,23 @@ def announce(resolved: Resolved, prepared: PreparedData) -> None:
              f"{val:,} validation images",
              f"input: {resolved.preset.preprocess.summary()}",
              *(f"  {note}" for note in resolved.notes),
+             augmentation_line(resolved, prepared),
              f"model: {resolved.model.architecture}{weights}",
+             *([recipe_summary(resolved.config, resolved.recipe)] if resolved.recipe else []),
              f"run folder: {resolved.run_dir}"]
     print("\n".join(lines), file=sys.stderr)
+
+
+def augmentation_line(resolved: Resolved, prepared: PreparedData) -> str:
+    """'augment medium: pad 3 + random crop, TrivialAugmentWide, erasing p 0.1', and when an op
+    only runs image by image on images that could go batched, that training takes the slower path."""
+    preset = resolved.preset
+    line = f"augment {resolved.plan.augment}: {describe_augmentation(preset)}"
+    if preset.per_sample_ops and prepared.train.uniform:
+        workers = default_workers(resolved.config.data.workers)
+        line += (f"; per image in {workers} DataLoader worker{'s' if workers != 1 else ''} (TrivialAugment, "
+                 "RandAugment and colour jitter do not run on the batched on-device path)")
+    return line
 
 
 def writing(run_dir: Path, dist: Distributed):
@@ -95,6 +111,9 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
     loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
+    warning = few_steps_warning(steps_per_epoch, len(prepared.train), config, dist.world_size)
+    if warning and dist.is_main:
+        print(f"warning: {warning}", file=sys.stderr)
     scheduler = build_scheduler(optimizer, config.train, steps_per_epoch)
     start_epoch, history, best = 0, [], float("-inf")
     if resume_state is not None:
@@ -119,7 +138,12 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
         if dist.is_main:
             print(interrupted_message(resolved.run_dir, trainer), file=sys.stderr)
         raise
-    return _finish(trainer, resolved, prepared, dist, device, time.perf_counter() - started)
+    result = _finish(trainer, resolved, prepared, dist, device, time.perf_counter() - started)
+    warning = chance_warning(trainer.history, prepared.val.labels if prepared.val is not None else None,
+                             len(resolved.class_names), config, steps_per_epoch, resolved.recipe)
+    if warning and dist.is_main:
+        print(f"warning: {warning}", file=sys.stderr)
+    return result
 
 
 def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
