@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from visionfit.config import TrainConfig
 from visionfit.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from .conftest import train_config
 
 
 def model_and_groups(lrs=(0.1,)):
@@ -16,7 +16,7 @@ def model_and_groups(lrs=(0.1,)):
 def test_each_optimizer_reduces_a_simple_loss(name):
     torch.manual_seed(0)
     model, groups = model_and_groups()
-    optimizer = build_optimizer(groups, TrainConfig(optimizer=name, lr=0.05, weight_decay=1e-4, nesterov=True))
+    optimizer = build_optimizer(groups, train_config(optimizer=name, lr=0.05, weight_decay=1e-4, nesterov=True))
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
     losses = []
     for _ in range(30):
@@ -41,7 +41,7 @@ def lrs_over(train, steps_per_epoch, lrs=None):
 
 
 def test_step_schedule_drops_by_gamma_every_step_size_epochs():
-    lrs = lrs_over(TrainConfig(scheduler="step", lr=0.1, step_size=7, gamma=0.1, epochs=15), steps_per_epoch=3)
+    lrs = lrs_over(train_config(scheduler="step", lr=0.1, step_size=7, gamma=0.1, epochs=15), steps_per_epoch=3)
     assert lrs[0][0] == pytest.approx(0.1)
     assert lrs[7 * 3 - 1][0] == pytest.approx(0.1)
     assert lrs[7 * 3][0] == pytest.approx(0.01)
@@ -49,7 +49,7 @@ def test_step_schedule_drops_by_gamma_every_step_size_epochs():
 
 
 def test_cosine_with_warmup_rises_then_decays_to_zero():
-    lrs = [g[0] for g in lrs_over(TrainConfig(scheduler="cosine", lr=1.0, epochs=10, warmup_epochs=2), steps_per_epoch=5)]
+    lrs = [g[0] for g in lrs_over(train_config(scheduler="cosine", lr=1.0, epochs=10, warmup_epochs=2), steps_per_epoch=5)]
     assert lrs[0] == pytest.approx(0.01)
     assert max(lrs) == pytest.approx(1.0)
     assert lrs.index(max(lrs)) == 10
@@ -57,21 +57,21 @@ def test_cosine_with_warmup_rises_then_decays_to_zero():
 
 
 def test_onecycle_peaks_at_the_requested_lr():
-    lrs = [g[0] for g in lrs_over(TrainConfig(scheduler="onecycle", lr=0.5, epochs=4), steps_per_epoch=10)]
+    lrs = [g[0] for g in lrs_over(train_config(scheduler="onecycle", lr=0.5, epochs=4), steps_per_epoch=10)]
     assert max(lrs) == pytest.approx(0.5, rel=1e-3)
     assert lrs[0] < 0.05 and lrs[-1] < 0.01
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS.names())
 def test_parameter_groups_keep_their_ratio_through_the_schedule(scheduler):
-    seen = lrs_over(TrainConfig(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1), 4, lrs=(0.01, 0.1))
+    seen = lrs_over(train_config(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1), 4, lrs=(0.01, 0.1))
     for backbone, head in seen:
         assert backbone == pytest.approx(head / 10)
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS.names())
 def test_scheduler_state_round_trips_through_a_weights_only_load(scheduler, tmp_path):
-    train = TrainConfig(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1)
+    train = train_config(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1)
     _, groups = model_and_groups()
     optimizer = build_optimizer(groups, train)
     scheduler_ = build_scheduler(optimizer, train, 4)

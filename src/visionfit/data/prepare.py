@@ -69,6 +69,12 @@ class InputPlan:
         return Preprocess(self.size, self.channels, self.resize, self.resize_side, self.interpolation,
                           tuple(mean), tuple(std))
 
+    def preset(self, mean, std) -> Preset:
+        """The preset of this plan once the statistics are known: eval preprocessing and augmentation."""
+        return Preset(self.preprocess(mean, std), small=self.small, flip=self.flip, rotation=self.rotation,
+                      pad=self.pad, resized_crop=self.resized_crop, auto_augment=self.auto_augment,
+                      color_jitter=self.color_jitter, erasing=self.erasing)
+
 
 @dataclass
 class PreparedData:
@@ -151,9 +157,7 @@ def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan) -> PreparedDa
     workers = default_workers(data_cfg.workers)
     train = _train_store(data_cfg, splits.train, plan, workers)
     mean, std = plan.stats or _measured_stats(train, plan.channels)
-    preset = Preset(plan.preprocess(mean, std), small=plan.small, flip=plan.flip, rotation=plan.rotation, pad=plan.pad,
-                    resized_crop=plan.resized_crop, auto_augment=plan.auto_augment, color_jitter=plan.color_jitter,
-                    erasing=plan.erasing)
+    preset = plan.preset(mean, std)
     val, test = (None if s is None else eval_store(data_cfg, s, preset, workers) for s in (splits.val, splits.test))
     return PreparedData(splits, preset, train, val, test)
 
