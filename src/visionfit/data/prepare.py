@@ -128,7 +128,8 @@ def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPrep
     size = data_cfg.image_size or weights.size or natural_size
     common_hw, common_count, total = _majority_size(train)
     small = max(common_hw) <= SMALL_IMAGE_SIDE
-    kind = "small-image recipe (pad + random crop)" if small else "photo recipe (random resized crop)"
+    kind = "small images (squashed for eval; pad + random crop to augment)" if small else \
+        "photos (shorter side and center crop for eval; random resized crop to augment)"
     notes.append(f"{kind}: {common_count:,} of {total:,} training images are {common_hw[0]}x{common_hw[1]}")
     if small and common_count < total:
         notes.append(f"{total - common_count:,} training images of other sizes are resized to "

@@ -32,7 +32,7 @@ def few_steps_warning(steps_per_epoch: int, train_images: int, config, world_siz
     if smaller < batch:
         tries.append(f"--batch-size {smaller} ({steps_in_epoch(train_images, smaller, t.accumulate, world_size)} steps)")
     epochs = math.ceil(t.epochs * MIN_STEPS_PER_EPOCH / steps_per_epoch)
-    tries.append(f"--epochs {epochs} (as many steps as {MIN_STEPS_PER_EPOCH} a epoch would give)")
+    tries.append(f"--epochs {epochs} (the steps of {MIN_STEPS_PER_EPOCH} an epoch)")
     return (f"only {steps_per_epoch} optimizer step{'s' if steps_per_epoch > 1 else ''} per epoch "
             f"({train_images:,} training images, batch {batch}{_accumulated(t.accumulate, world_size)}): too few to "
             f"learn much in {t.epochs} epoch{'s' if t.epochs > 1 else ''}; try {' or '.join(tries)}")
