@@ -26,6 +26,8 @@ from .errors import ConfigError
 from .models import apply_init, create_model, model_args_for_input
 from .models.recipes import RECIPE_DEFAULTS, RECIPE_FIELDS, named_recipe, own_recipe
 
+UNSET_SOURCES = {"flip": "no recipe sets it: the data and --augment decide (photos flip, small images do not)",
+                 "pad": "no recipe sets it: the data and --augment decide (an eighth of a small image's side)"}
 MAX_RECIPE_WARMUP = 0.2  # a recipe's warmup takes at most this fraction of the run (a short run keeps most of its lr)
 
 
@@ -66,6 +68,8 @@ def resolve_recipe(config: Config) -> tuple[Config, RecipeChoice]:
         layer = next((recipe for recipe in layers if name in recipe.values), None)
         if layer is not None:
             values[name], sources[name] = layer.values[name], f"recipe {layer.name}: {layer.why}"
+        else:
+            sources[name] = UNSET_SOURCES.get(name, "no recipe sets it: off")
     values, sources = _capped_warmup(config, values, sources)
     title = f"{config.train.recipe} (--recipe)" if config.train.recipe else (
         f"{own.name} ({model}'s own)" if own is not RECIPE_DEFAULTS else f"{own.name} (no recipe of its own)")

@@ -31,7 +31,8 @@ def test_every_field_a_recipe_may_set_is_unset_until_resolved_and_set_after():
     for name in set(RECIPE_FIELDS) - {"flip", "pad", "unfreeze_after", "lr_backbone_mult", "ema"}:
         assert given.flat()[name] is None and config.flat()[name] == RECIPE_DEFAULTS.values[name], name
     assert recipe.name == "default (no recipe of its own)"
-    assert config.flat()["flip"] is None and "flip" not in recipe.sources  # the data decides
+    assert config.flat()["flip"] is None and "the data and --augment decide" in recipe.sources["flip"]
+    assert config.train.ema is None and recipe.sources["ema"] == "no recipe sets it: off"
 
 
 def test_a_named_recipe_wins_over_the_model_s_own_and_a_flag_over_both():
