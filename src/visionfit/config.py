@@ -36,7 +36,7 @@ class DataConfig:
     flip: bool | None = option(None, "random horizontal flip while training; default: on for photos, off for small images")
     rotation: float = option(0.0, "random rotation while training, in degrees (+/-)")
     pad: int | None = option(None, "padding for the random crop of small images, in pixels; default: size/8 rounded")
-    augment: str | None = option(None, "training augmentation by strength: none, light, medium or strong; --flip, --rotation and --pad override its parts; default: the recipe's", choices=["none", "light", "medium", "strong"])
+    augment: str | None = option(None, "training augmentation by strength: none (the eval view), light (random crop; flip for photos), medium (+ TrivialAugment, erasing), strong (+ RandAugment, colour jitter, more erasing); --flip, --rotation and --pad override its parts; default: the recipe's (light)", choices=["none", "light", "medium", "strong"])
     sampler: str = option("shuffle", "shuffle: every image once per epoch; balanced: draw images so every class is seen equally often", choices=["shuffle", "balanced"])
     resize: str | None = option(None, "how evaluation resizes: shorter (the shorter side, then a center crop) or both (both sides to the size); default: the pretrained weights' rule, else both for small images, shorter for photos", choices=["shorter", "both"])
     crop_fraction: float | None = option(None, "center crop side / resize side for evaluation, in (0, 1]; default: the pretrained weights' (timm's crop_pct), else 0.875 for photos (256 -> 224) and 1 for small images")
