@@ -1,14 +1,16 @@
 """Each model's own recipe, --recipe, and the user's flags over both: what resolve_recipe fills in and records."""
+import dataclasses
+
 import pytest
 import torch
 import yaml
 
 import visionfit
 from visionfit.comparing import CLASSIC_CNNS, plan_runs
-from visionfit.config import Config
+from visionfit.config import Config, TrainConfig
 from visionfit.errors import ConfigError
 from visionfit.models import MODELS
-from visionfit.models.recipes import RECIPE_DEFAULTS, RECIPE_FIELDS, TIMM_SMALL, d2l_options
+from visionfit.models.recipes import NAMED_RECIPES, RECIPE_DEFAULTS, RECIPE_FIELDS, TIMM_SMALL, d2l_options
 from visionfit.resolve import resolve_recipe
 from visionfit.train.optim import FINE_TUNE_UNFROZEN_LR, build_scheduler, one_cycle
 
@@ -77,6 +79,8 @@ def test_compare_trains_each_classic_net_with_the_table_beside_its_factory(tmp_p
 
 
 def test_an_unknown_recipe_is_refused_naming_the_flag():
+    choices = next(f for f in dataclasses.fields(TrainConfig) if f.name == "recipe").metadata["choices"]
+    assert choices == list(NAMED_RECIPES)  # --recipe's choices are the recipes there are
     with pytest.raises(ConfigError, match="--recipe fancy is not one of d2l, finetune, timm-small"):
         resolved(model="lenet", recipe="fancy")
 

@@ -62,9 +62,6 @@ TIMM_SMALL = Recipe("timm-small", "timm's small-data recipe: AdamW lr 1e-3 wd 0.
                         optimizer="adamw", lr=1e-3, weight_decay=0.05, scheduler="cosine", warmup_epochs=3.0,
                         label_smoothing=0.1, augment="strong", mixup=0.8, cutmix=1.0, ema=0.995))
 
-RECIPE_NAMES = ("d2l", "finetune", "timm-small")
-
-
 def d2l_line(lr: float, batch_size: int, epochs: int, **model_args) -> dict:
     """A classic net's `lr, num_epochs, batch_size = ...` line of d2l, with the model arguments
     d2l trains it with (vgg11_d2l's ratio=4)."""
@@ -104,10 +101,9 @@ def own_recipe(name: str) -> Recipe:
 
 def named_recipe(recipe: str, model: str) -> Recipe:
     """--recipe NAME for `model` (d2l's values depend on the net)."""
-    if recipe == "d2l":
-        return d2l_recipe(model)
-    if recipe == "finetune":
-        return FINETUNE
-    if recipe == "timm-small":
-        return TIMM_SMALL
-    raise ConfigError(f"--recipe {recipe} is not one of {', '.join(RECIPE_NAMES)}")
+    if recipe not in NAMED_RECIPES:
+        raise ConfigError(f"--recipe {recipe} is not one of {', '.join(NAMED_RECIPES)}")
+    return NAMED_RECIPES[recipe](model)
+
+
+NAMED_RECIPES = {"d2l": d2l_recipe, "finetune": lambda model: FINETUNE, "timm-small": lambda model: TIMM_SMALL}
