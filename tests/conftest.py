@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from visionfit.config import Config, TrainConfig
 from visionfit.data.preprocess import Preprocess
 from visionfit.data.samples import DatasetSplits, Samples
 from visionfit.data.transforms import EVAL_CROP_FRACTION, Preset
+from visionfit.resolve import resolve_recipe
 
 
 def pytest_configure(config):
@@ -27,6 +29,11 @@ def pattern_images(n: int, num_classes: int = 3, side: int = 16, seed: int = 0):
     for i, label in enumerate(labels):
         images[i, :, label * band:(label + 1) * band] = 220
     return images, labels
+
+
+def train_config(**options) -> TrainConfig:
+    """A TrainConfig as a run resolves it: the options given, the default model's recipe for the rest."""
+    return resolve_recipe(Config.from_options(**options))[0].train
 
 
 @pytest.fixture

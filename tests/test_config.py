@@ -6,6 +6,7 @@ import yaml
 
 from visionfit.config import SECTIONS, Config, number_ranges
 from visionfit.errors import ConfigError
+from visionfit.resolve import resolve_recipe
 
 
 @pytest.mark.parametrize("options, message", [
@@ -107,7 +108,9 @@ def test_options_given_with_the_file_override_it_and_the_rest_keep_the_file_or_t
     path = write_yaml(tmp_path / "run.yaml", {"train": {"lr": 0.3, "epochs": 4}, "model": {"model": "resnet18"}})
     config = Config.from_file(path, lr=0.01)
     assert (config.train.lr, config.train.epochs, config.model.model) == (0.01, 4, "resnet18")
-    assert config.train.optimizer == "sgd" and config.data.batch_size == 128  # defaults where neither speaks
+    assert config.train.optimizer is None and config.data.batch_size is None  # the recipe's, where neither speaks
+    resolved, _ = resolve_recipe(config)
+    assert resolved.train.optimizer == "sgd" and resolved.data.batch_size == 128 and resolved.train.lr == 0.01
 
 
 def test_yaml_1_1_number_text_counts_as_the_number_it_means(tmp_path):
@@ -130,7 +133,7 @@ def test_an_empty_file_and_empty_sections_mean_every_default(tmp_path):
     ({"train": {"epochs": "many"}}, r"train\.epochs must be a whole number, not 'many'"),
     ({"train": {"epochs": 2.5}}, r"train\.epochs must be a whole number, not 2\.5"),
     ({"train": {"nesterov": "yes please"}}, r"train\.nesterov must be true or false"),
-    ({"train": {"epochs": None}}, r"train\.epochs is empty"),
+    ({"train": {"accumulate": None}}, r"train\.accumulate is empty"),
     ({"data": {"mean": ["a"]}}, r"data\.mean must be a list of numbers"),
     ({"data": {"cache": "disk"}}, r"data\.cache is 'disk'; it must be one of ram, none"),
     ({"model": {"model_args": {"depth": [[1]]}}}, r"model\.model_args must be a mapping of names to plain values"),

@@ -3,12 +3,13 @@ import timm
 import torch
 from timm.optim import param_groups_weight_decay
 
-from visionfit.config import TrainConfig
 from visionfit.errors import ConfigError
 from visionfit.models import create_model
 from visionfit.models.transfer import no_decay_ids, optimizer_groups
 from visionfit.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from visionfit.train.session import _load_optimizer_state
+
+from .conftest import train_config
 
 
 def model_and_groups(lrs=(0.1,)):
@@ -22,7 +23,7 @@ def model_and_groups(lrs=(0.1,)):
 def test_each_optimizer_reduces_a_simple_loss(name):
     torch.manual_seed(0)
     model, groups = model_and_groups()
-    optimizer = build_optimizer(groups, TrainConfig(optimizer=name, lr=0.05, weight_decay=1e-4, nesterov=True))
+    optimizer = build_optimizer(groups, train_config(optimizer=name, lr=0.05, weight_decay=1e-4, nesterov=True))
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
     losses = []
     for _ in range(30):
@@ -47,7 +48,7 @@ def lrs_over(train, steps_per_epoch, lrs=None):
 
 
 def test_step_schedule_drops_by_gamma_every_step_size_epochs():
-    lrs = lrs_over(TrainConfig(scheduler="step", lr=0.1, step_size=7, gamma=0.1, epochs=15), steps_per_epoch=3)
+    lrs = lrs_over(train_config(scheduler="step", lr=0.1, step_size=7, gamma=0.1, epochs=15), steps_per_epoch=3)
     assert lrs[0][0] == pytest.approx(0.1)
     assert lrs[7 * 3 - 1][0] == pytest.approx(0.1)
     assert lrs[7 * 3][0] == pytest.approx(0.01)
@@ -55,7 +56,7 @@ def test_step_schedule_drops_by_gamma_every_step_size_epochs():
 
 
 def test_cosine_with_warmup_rises_then_decays_to_zero():
-    lrs = [g[0] for g in lrs_over(TrainConfig(scheduler="cosine", lr=1.0, epochs=10, warmup_epochs=2), steps_per_epoch=5)]
+    lrs = [g[0] for g in lrs_over(train_config(scheduler="cosine", lr=1.0, epochs=10, warmup_epochs=2), steps_per_epoch=5)]
     assert lrs[0] == pytest.approx(0.01)
     assert max(lrs) == pytest.approx(1.0)
     assert lrs.index(max(lrs)) == 10
@@ -63,21 +64,21 @@ def test_cosine_with_warmup_rises_then_decays_to_zero():
 
 
 def test_onecycle_peaks_at_the_requested_lr():
-    lrs = [g[0] for g in lrs_over(TrainConfig(scheduler="onecycle", lr=0.5, epochs=4), steps_per_epoch=10)]
+    lrs = [g[0] for g in lrs_over(train_config(scheduler="onecycle", lr=0.5, epochs=4), steps_per_epoch=10)]
     assert max(lrs) == pytest.approx(0.5, rel=1e-3)
     assert lrs[0] < 0.05 and lrs[-1] < 0.01
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS.names())
 def test_parameter_groups_keep_their_ratio_through_the_schedule(scheduler):
-    seen = lrs_over(TrainConfig(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1), 4, lrs=(0.01, 0.1))
+    seen = lrs_over(train_config(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1), 4, lrs=(0.01, 0.1))
     for backbone, head in seen:
         assert backbone == pytest.approx(head / 10)
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS.names())
 def test_scheduler_state_round_trips_through_a_weights_only_load(scheduler, tmp_path):
-    train = TrainConfig(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1)
+    train = train_config(scheduler=scheduler, lr=0.1, epochs=3, warmup_epochs=1)
     _, groups = model_and_groups()
     optimizer = build_optimizer(groups, train)
     scheduler_ = build_scheduler(optimizer, train, 4)
@@ -104,7 +105,7 @@ def conv_net():
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_weight_decay_skips_biases_and_norm_weights_in_every_optimizer(name):
     model = create_model("lenet_bn", num_classes=3)
-    train = TrainConfig(optimizer=name, lr=0.1, lr_backbone_mult=0.1, weight_decay=0.05)
+    train = train_config(optimizer=name, lr=0.1, lr_backbone_mult=0.1, weight_decay=0.05)
     optimizer = build_optimizer(optimizer_groups(model, train), train)
     names = {id(p): n for n, p in model.named_parameters()}
     seen = []
@@ -129,14 +130,14 @@ def test_the_no_decay_rule_is_timms():
 def test_without_weight_decay_the_groups_stay_whole():
     """Runs saved before the decay split had these groups; their optimizer state still loads."""
     model = create_model("lenet_bn", num_classes=3)
-    groups = optimizer_groups(model, TrainConfig(weight_decay=0.0))
+    groups = optimizer_groups(model, train_config(weight_decay=0.0))
     assert [g["name"] for g in groups] == ["backbone", "head"]
 
 
 def test_an_optimizer_state_with_other_groups_is_a_config_error_naming_the_run(tmp_path):
     model = conv_net()
-    saved = build_optimizer(optimizer_groups(model, TrainConfig()), TrainConfig()).state_dict()
-    decayed = TrainConfig(weight_decay=0.01)
+    saved = build_optimizer(optimizer_groups(model, train_config()), train_config()).state_dict()
+    decayed = train_config(weight_decay=0.01)
     optimizer = build_optimizer(optimizer_groups(model, decayed), decayed)
     with pytest.raises(ConfigError, match=f"cannot resume {tmp_path}: .*start a new run"):
         _load_optimizer_state(optimizer, saved, tmp_path)
@@ -145,7 +146,7 @@ def test_an_optimizer_state_with_other_groups_is_a_config_error_naming_the_run(t
 @pytest.mark.parametrize("name, lr, weight_decay", [("lamb", 0.05, 0.01), ("lion", 0.005, 0.1)])
 def test_lamb_and_lion_train_a_small_net(name, lr, weight_decay):
     model = conv_net()
-    train = TrainConfig(optimizer=name, lr=lr, weight_decay=weight_decay)
+    train = train_config(optimizer=name, lr=lr, weight_decay=weight_decay)
     optimizer = build_optimizer(optimizer_groups(model, train), train)
     assert type(optimizer).__name__ == name.capitalize() and type(optimizer).__module__.startswith("timm.optim")
     generator = torch.Generator().manual_seed(0)

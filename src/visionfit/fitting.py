@@ -25,7 +25,7 @@ from .models.partial import LoadReport, load_weights
 from .models.safety import build_described
 from .models.transfer import model_classes, replace_head
 from .models.weights import WeightSource, weight_source
-from .resolve import ModelSpec, model_spec, resolve, saved_plan
+from .resolve import ModelSpec, RecipeChoice, model_spec, resolve, resolve_recipe, saved_plan
 from .train.distributed import Distributed
 from .train.elastic import attempt_key, earlier_attempt, is_restart, mark_attempt
 from .train.run_dir import check_project, create_run_dir
@@ -54,10 +54,11 @@ def fit(model: str | nn.Module | None = None, data=None, *, resume: str | Path |
             return _resume(Path(resume), data, options, trust_code)
         module = model if isinstance(model, nn.Module) else None
         config = Config.from_options(model=_architecture_name(model or DEFAULT_MODEL), data=data, **options)
-        return _fresh(config, module)
+        config, recipe = resolve_recipe(config)  # before anything reads the config: no field is None after it
+        return _fresh(config, module, recipe)
 
 
-def _fresh(config: Config, module: nn.Module | None) -> FitResult:
+def _fresh(config: Config, module: nn.Module | None, recipe: RecipeChoice) -> FitResult:
     dist, device = start_session(config)
     check_project(config.run.project, data_folders=(config.data.data, config.data.val_data))
     earlier = _earlier_attempt(config, dist)
@@ -79,7 +80,7 @@ def _fresh(config: Config, module: nn.Module | None) -> FitResult:
     if key is not None and dist.is_main:
         mark_attempt(run_dir, key)
     with writing(run_dir, dist):
-        resolved = resolve(config, plan, prepared, spec, run_dir)
+        resolved = resolve(config, plan, prepared, spec, run_dir, recipe=recipe)
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
             if report is not None:
@@ -105,11 +106,13 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
     config = Config.from_dict(record).replace(project=str(run_dir.parent), name=run_dir.name, **overrides)
     if data is not None:
         config = config.replace(data=data)
+    config, recipe = resolve_recipe(config)  # a record holds resolved values already; an older one may not
     done = state["epoch"] + 1
     if done >= config.train.epochs:
         raise ConfigError(f"{run_dir} already finished {done} epochs, all that --epochs {config.train.epochs} "
                           f"asks for; give a larger --epochs to train longer")
     plan, spec, class_names = saved_plan(record)
+    recipe = RecipeChoice.from_record(record["resolved"].get("recipe")) or recipe  # how the run chose them
     net = _saved_net(spec, state["model"], run_dir, trust_code)
     dist, device = start_session(config)
     with writing(run_dir, dist):
@@ -117,7 +120,7 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         require_training_data(splits)
         prepared = prepare_data(config.data, splits, plan)
         _same_classes(run_dir, class_names, prepared)
-        resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",))
+        resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",), recipe=recipe)
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
         return train_resolved(resolved, net, prepared, dist, device, state)

@@ -42,6 +42,10 @@ class Registry(Generic[Factory]):
     def names(self) -> list[str]:
         return sorted(self._factories)
 
+    def in_order(self) -> list[str]:
+        """The names in the order they were registered (a module's own order)."""
+        return list(self._factories)
+
     def __contains__(self, name: str) -> bool:
         return name in self._factories
 

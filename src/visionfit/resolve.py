@@ -1,5 +1,6 @@
 """Resolve, then run: the frozen Config, the data and the starting weights become one value.
 
+    config, recipe = resolve_recipe(config)                                # first: fills every None
     plan = plan_input(config.data, splits.train, natural_size, weights)   # before decoding
     prepared = prepare_data(config.data, splits, plan)                     # decode once
     resolved = resolve(config, plan, prepared, model_spec(config, ...), run_dir)
@@ -23,6 +24,67 @@ from .data.prepare import InputPlan, PreparedData
 from .data.transforms import Preset
 from .errors import ConfigError
 from .models import apply_init, create_model, model_args_for_input
+from .models.recipes import RECIPE_DEFAULTS, RECIPE_FIELDS, named_recipe, own_recipe
+
+UNSET_SOURCES = {"flip": "no recipe sets it: the data and --augment decide (photos flip, small images do not)",
+                 "pad": "no recipe sets it: the data and --augment decide (an eighth of a small image's side)"}
+MAX_RECIPE_WARMUP = 0.2  # a recipe's warmup takes at most this fraction of the run (a short run keeps most of its lr)
+
+
+@dataclass(frozen=True)
+class RecipeChoice:
+    """Which recipe the run trains with, and where each recipe field's value came from."""
+
+    name: str  # e.g. "d2l (lenet's own)", "timm-small (--recipe)"
+    sources: dict  # config field -> why it has its value ("your setting", "recipe d2l: ...")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "sources": dict(self.sources)}
+
+    @classmethod
+    def from_record(cls, record) -> "RecipeChoice | None":
+        """A run's recorded choice (config.yaml is a file: plain strings or nothing)."""
+        if not (isinstance(record, dict) and isinstance(record.get("name"), str)
+                and isinstance(record.get("sources"), dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in record["sources"].items())):
+            return None
+        return cls(record["name"], dict(record["sources"]))
+
+
+def resolve_recipe(config: Config) -> tuple[Config, RecipeChoice]:
+    """A complete Config: each recipe field (models/recipes.py RECIPE_FIELDS) the user left None
+    takes the --recipe's value, else the model's own recipe's, else RECIPE_DEFAULTS'; what no
+    layer sets (flip, pad: the data decides) stays None. Nothing after this sees a None epochs or lr."""
+    model = config.model.model
+    own = own_recipe(model)
+    layers = [named_recipe(config.train.recipe, model)] if config.train.recipe else []
+    layers += [own, RECIPE_DEFAULTS] if own is not RECIPE_DEFAULTS else [RECIPE_DEFAULTS]
+    given = config.flat()
+    values, sources = {}, {}
+    for name in RECIPE_FIELDS:
+        if given[name] is not None:
+            sources[name] = "your setting"
+            continue
+        layer = next((recipe for recipe in layers if name in recipe.values), None)
+        if layer is not None:
+            values[name], sources[name] = layer.values[name], f"recipe {layer.name}: {layer.why}"
+        else:
+            sources[name] = UNSET_SOURCES.get(name, "no recipe sets it: off")
+    values, sources = _capped_warmup(config, values, sources)
+    title = f"{config.train.recipe} (--recipe)" if config.train.recipe else (
+        f"{own.name} ({model}'s own)" if own is not RECIPE_DEFAULTS else f"{own.name} (no recipe of its own)")
+    return config.replace(**values), RecipeChoice(title, sources)
+
+
+def _capped_warmup(config: Config, values: dict, sources: dict) -> tuple[dict, dict]:
+    """A recipe's warmup shrinks to a fifth of a short run; the user's stays as given (and is checked)."""
+    warmup, epochs = values.get("warmup_epochs"), values.get("epochs", config.train.epochs)
+    if warmup is None or warmup <= MAX_RECIPE_WARMUP * epochs:
+        return values, sources
+    capped = round(MAX_RECIPE_WARMUP * epochs, 3)
+    sources = {**sources, "warmup_epochs": f"{sources['warmup_epochs']} (its {warmup:g} epochs capped to a fifth "
+                                           f"of the {epochs} epochs)"}
+    return {**values, "warmup_epochs": capped}, sources
 
 
 @dataclass(frozen=True)
@@ -60,6 +122,7 @@ class Resolved:
     dataset: str
     run_dir: Path
     notes: tuple[str, ...] = ()  # what was decided and why, in the order it was decided
+    recipe: RecipeChoice | None = None  # the training recipe and where each of its values came from
 
     def to_dict(self) -> dict:
         input_plan = dataclasses.asdict(self.plan)
@@ -73,6 +136,7 @@ class Resolved:
             "dataset": self.dataset,
             "run_dir": str(self.run_dir),
             "notes": list(self.notes),
+            "recipe": self.recipe.to_dict() if self.recipe else None,
         }
 
     def record(self) -> dict:
@@ -98,11 +162,11 @@ class Resolved:
 
 
 def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: ModelSpec, run_dir: Path,
-            notes: tuple[str, ...] = ()) -> Resolved:
+            notes: tuple[str, ...] = (), recipe: RecipeChoice | None = None) -> Resolved:
     """The one place the run's spec is assembled; see the module docstring."""
     splits = prepared.splits
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
-                    plan.notes + tuple(notes))
+                    plan.notes + tuple(notes), recipe)
 
 
 def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:

@@ -33,7 +33,7 @@ def test_binary_garbage(capsys, tmp_path):
     ("train: fast\n", "section 'train' holds text"),
     ("train:\n  epochz: 3\n", "unknown key train.epochz; did you mean train.epochs?"),
     ("train:\n  lr: fast\n", "train.lr must be a number, not 'fast'"),
-    ("train:\n  epochs:\n", "train.epochs is empty"),
+    ("train:\n  accumulate:\n", "train.accumulate is empty"),
     ("train:\n  amp: fp8\n", "train.amp is 'fp8'; it must be one of auto, bf16, fp16, off"),
     ("run:\n  resume: runs/exp\n", "a file cannot resume a run: use --resume runs/exp"),
 ], ids=["control-characters", "broken-yaml", "yaml-list", "scalar-document", "unknown-section",

@@ -173,6 +173,8 @@ def _without(field: str) -> dict:
     (meta_with(std=[0.0]), r"'std' is \[0.0\], not 1 finite number\(s\) above zero"),
     (meta_with(mean=[0.1, 0.2, 0.3]), r"'mean' is \[0.1, 0.2, 0.3\], not 1 finite number"),
     (meta_with(preset={"size": 28}), r"its preprocessing is not usable \(KeyError: 'small'\)"),
+    (meta_with(preset={**model_meta()["preset"], "auto_augment": "os.system"}), "auto_augment 'os.system' is not one of"),
+    (meta_with(preset={**model_meta()["preset"], "erasing": 5.0}), r"erasing 5.0 must be in \[0, 1\]"),
     (meta_with(preprocess={"resize": 32, "crop": 28}), "its preprocessing is not usable .*missing size"),
     (meta_with(preprocess={**model_meta()["preprocess"], "size": 64, "resize_side": 64}),
      "its preprocessing is for 1 x 64 px input"),
@@ -181,6 +183,7 @@ def _without(field: str) -> dict:
 ], ids=["not-json", "json-list", "nested-100000-deep", "no-architecture", "no-class_names", "no-preset",
         "int-class-names", "duplicate-class-names", "no-classes", "in_channels-text", "in_channels-bool",
         "architecture-list", "nan-mean", "zero-std", "mean-per-wrong-channels", "preset-incomplete",
+        "preset-unknown-auto-augment", "preset-erasing-above-1",
         "preprocess-incomplete", "preprocess-other-size", "preprocess-huge-resize", "newer-format"])
 def test_malformed_metadata(tmp_path, capsys, meta, match):
     path = write_model_file(tmp_path / "m.safetensors", meta)

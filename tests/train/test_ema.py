@@ -72,7 +72,7 @@ def test_the_epoch_line_shows_the_ema_accuracy():
     stream = io.StringIO()
     metrics = {"epoch": 1, "loss": 0.5, "acc": 0.8, "val_loss": 0.4, "val_acc": 0.81, "ema_val_acc": 0.835,
                "lr": 0.1, "images_per_s": 100.0, "seconds": 1.0}
-    ProgressPrinter(quiet=True, stream=stream).on_epoch_end(make_trainer(nn.Linear(16, 3)), metrics)
+    ProgressPrinter(quiet=True, line_stream=stream).on_epoch_end(make_trainer(nn.Linear(16, 3)), metrics)
     assert "val_acc 81.00%  ema_val_acc 83.50%  lr" in stream.getvalue()
 
 

@@ -8,12 +8,12 @@ from torch import nn
 
 import visionfit
 from visionfit.checkpoints import load_resume_state
-from visionfit.config import TrainConfig
 from visionfit.errors import ConfigError
 from visionfit.models import create_model
 from visionfit.models.transfer import UnfreezeBackbone, freeze, param_groups
 from visionfit.train.optim import build_optimizer, build_scheduler
 from visionfit.train.trainer import set_train_mode
+from ..conftest import train_config
 
 RUN = dict(epochs=2, lr=0.05, batch_size=32, quiet=True, image_size=16, pad=0, val_split=0)
 
@@ -74,7 +74,7 @@ def test_groups_keep_their_ratio_through_the_schedule_and_unfrozen_weights_follo
     torch.manual_seed(0)
     model = create_model("lenet_bn", num_classes=3)
     freeze(model, "backbone")
-    train_cfg = TrainConfig(optimizer="sgd", momentum=0.0, lr=0.2, scheduler="cosine", epochs=3)
+    train_cfg = train_config(optimizer="sgd", momentum=0.0, lr=0.2, scheduler="cosine", epochs=3)
     seen = lr_run(model, train_cfg, steps_per_epoch=2, steps=6)
     for step, ((backbone_lr, head_lr), before, grad, after) in enumerate(seen):
         assert backbone_lr == pytest.approx(head_lr * 0.1), "groups keep their ratio"

@@ -227,7 +227,9 @@ def _add_show_data(parser) -> None:
     parser.add_argument("--images", help="root folder for relative image paths in a CSV")
     parser.add_argument("-o", "--out", default="grid.png", help="PNG to write")
     parser.add_argument("--n", type=int, default=32, help="images to show")
-    parser.add_argument("--augment", action="store_true", help="show each image again as the training transforms change it")
+    parser.add_argument("--augment", nargs="?", const=True, default=False, choices=["none", "light", "medium", "strong"],
+                        metavar="LEVEL", help="show each image again as training augments it: at LEVEL (none, light, medium, strong), "
+                                              "or alone: at the model's recipe's level")
     parser.add_argument("--seed", type=int, default=0, help="which images, and which augmentations")
     parser.add_argument("--split", choices=["train", "val", "test"], default="train", help="split to draw from")
     parser.add_argument("--model", default="lenet_relu", help="the model you will train: it sets the image size when --image-size does not")

@@ -119,10 +119,16 @@ class BatchLoader(EpochOrder):
             self.labels = store.labels.to(self.images.device)
 
     def __iter__(self):
-        if self.store.uniform:
+        if self.batched:
             yield from self._iter_uniform()
         else:
             yield from self._iter_ragged()
+
+    @property
+    def batched(self) -> bool:
+        """Whether batches are sliced and augmented whole (equal-size images, and no augmentation
+        that only runs per image); otherwise DataLoader workers run the per-sample transforms."""
+        return self.store.uniform and not (self.train and self.preset.per_sample_ops)
 
     def _iter_uniform(self):
         generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
@@ -130,7 +136,8 @@ class BatchLoader(EpochOrder):
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             x = self.images[index]
-            if not self.train and not self.store.eval_ready:  # e.g. cached features of training images
+            eval_view = not self.train or self.preset.train_starts_from_eval_view
+            if eval_view and not self.store.eval_ready:  # e.g. cached features of training images
                 x = torch.stack([self._eval_transform(image) for image in x.cpu()])
             x = x.to(self.device, non_blocking=True)
             y = self.labels[index].to(self.device, non_blocking=True)

@@ -24,6 +24,7 @@ from .samples import DatasetSplits, Samples
 from .scan import with_scan
 from .sources import limit_per_class, resolve, settle_validation
 from .store import ImageStore, build_store, channel_stats, lazy_store
+from .augment import AUGMENT_LEVELS, LEVELS
 from .transforms import EVAL_CROP_FRACTION, SMALL_IMAGE_SIDE, Preset
 
 RAGGED_STORE_MARGIN = 1.25  # photos are stored at 1.25x the eval resize side: room for random crops
@@ -49,6 +50,11 @@ class InputPlan:
     rotation: float
     pad: int
     notes: tuple[str, ...] = ()  # what was decided from the data or the weights, and why
+    augment: str = "light"  # the --augment level the parts below come from (augment.py)
+    resized_crop: bool = True
+    auto_augment: str | None = None
+    color_jitter: float = 0.0
+    erasing: float = 0.0
 
     def __post_init__(self):
         # A plan is read back from a run's record to resume it: a file, so nothing it says is trusted.
@@ -57,10 +63,18 @@ class InputPlan:
             raise ValueError(f"image sides {sides} must be whole numbers from 1 to {MAX_STORED_SIDE}")
         if not (isinstance(self.pad, int) and 0 <= self.pad <= MAX_PAD and 0 <= float(self.rotation) <= 180):
             raise ValueError(f"pad {self.pad!r} and rotation {self.rotation!r} are out of range")
+        if self.augment not in LEVELS:
+            raise ValueError(f"augment {self.augment!r} is not one of {', '.join(LEVELS)}")
 
     def preprocess(self, mean, std) -> Preprocess:
         return Preprocess(self.size, self.channels, self.resize, self.resize_side, self.interpolation,
                           tuple(mean), tuple(std))
+
+    def preset(self, mean, std) -> Preset:
+        """The preset of this plan once the statistics are known: eval preprocessing and augmentation."""
+        return Preset(self.preprocess(mean, std), small=self.small, flip=self.flip, rotation=self.rotation,
+                      pad=self.pad, resized_crop=self.resized_crop, auto_augment=self.auto_augment,
+                      color_jitter=self.color_jitter, erasing=self.erasing)
 
 
 @dataclass
@@ -115,7 +129,8 @@ def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPrep
     size = data_cfg.image_size or weights.size or natural_size
     common_hw, common_count, total = _majority_size(train)
     small = max(common_hw) <= SMALL_IMAGE_SIDE
-    kind = "small-image recipe (pad + random crop)" if small else "photo recipe (random resized crop)"
+    kind = "small images (squashed for eval; pad + random crop to augment)" if small else \
+        "photos (shorter side and center crop for eval; random resized crop to augment)"
     notes.append(f"{kind}: {common_count:,} of {total:,} training images are {common_hw[0]}x{common_hw[1]}")
     if small and common_count < total:
         notes.append(f"{total - common_count:,} training images of other sizes are resized to "
@@ -125,13 +140,17 @@ def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPrep
     resize_side = max(size, int(size / crop_fraction))
     interpolation = data_cfg.interpolation or weights.interpolation or DEFAULT_INTERPOLATION
     stats = _known_stats(data_cfg, weights, channels)
-    flip = data_cfg.flip if data_cfg.flip is not None else not small
-    pad = (data_cfg.pad if data_cfg.pad is not None else size // 8) if small else 0
+    level = data_cfg.augment or "light"  # set by the recipe (resolve_recipe) before a run plans its input
+    parts = AUGMENT_LEVELS[level]
+    flip = data_cfg.flip if data_cfg.flip is not None else parts["crop"] and not small
+    pad = (data_cfg.pad if data_cfg.pad is not None else size // 8 * parts["crop"]) if small else 0
     return InputPlan(
         channels=channels, size=size, small=small, resize=resize, resize_side=resize_side,
         interpolation=interpolation, store_shape=common_hw if small else None,
         store_side=None if small else int(resize_side * RAGGED_STORE_MARGIN), stats=stats,
-        flip=flip, rotation=data_cfg.rotation, pad=pad, notes=tuple(notes),
+        flip=flip, rotation=data_cfg.rotation, pad=pad, notes=tuple(notes), augment=level,
+        resized_crop=parts["crop"], auto_augment=parts["auto_augment"], color_jitter=parts["color_jitter"],
+        erasing=parts["erasing"],
     )
 
 
@@ -141,7 +160,7 @@ def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan) -> PreparedDa
     require_store_memory(estimate_store_bytes(splits, plan, data_cfg.cache))
     train = _train_store(data_cfg, splits.train, plan, workers)
     mean, std = plan.stats or _measured_stats(train, plan.channels)
-    preset = Preset(plan.preprocess(mean, std), small=plan.small, flip=plan.flip, rotation=plan.rotation, pad=plan.pad)
+    preset = plan.preset(mean, std)
     val, test = (None if s is None else eval_store(data_cfg, s, preset, workers, label)
                  for s, label in ((splits.val, "val"), (splits.test, "test")))
     return PreparedData(splits, preset, train, val, test)

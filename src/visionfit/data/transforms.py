@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .augment import AUTO_AUGMENTS, colour_ops, erasing_fill, random_erasing
 from .preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,6 +34,17 @@ class Preset:
     flip: bool
     rotation: float = 0.0  # degrees, +/-
     pad: int = 0  # pixels, for the random crop of small images
+    resized_crop: bool = True  # photos: a random resized crop; off: training starts from the eval view
+    auto_augment: str | None = None  # "trivial" (TrivialAugmentWide) or "rand" (RandAugment), per image
+    color_jitter: float = 0.0  # brightness, contrast and saturation strength, per image
+    erasing: float = 0.0  # probability of erasing a random box (filled with the mean)
+
+    def __post_init__(self):
+        # A model file's preset is read back through here: its values are data, checked.
+        if self.auto_augment not in AUTO_AUGMENTS:
+            raise ValueError(f"auto_augment {self.auto_augment!r} is not one of {AUTO_AUGMENTS}")
+        if not (0 <= float(self.color_jitter) <= 1 and 0 <= float(self.erasing) <= 1):
+            raise ValueError(f"color_jitter {self.color_jitter!r} and erasing {self.erasing!r} must be in [0, 1]")
 
     @property
     def size(self) -> int:
@@ -52,7 +64,9 @@ class Preset:
 
     def augmentation(self) -> dict:
         """The training augmentation as plain values (model files and config.yaml keep it)."""
-        return {"small": self.small, "flip": self.flip, "rotation": self.rotation, "pad": self.pad}
+        return {"small": self.small, "flip": self.flip, "rotation": self.rotation, "pad": self.pad,
+                "resized_crop": self.resized_crop, "auto_augment": self.auto_augment,
+                "color_jitter": self.color_jitter, "erasing": self.erasing}
 
     def eval_transform(self):
         """uint8 C x H x W of any size -> uint8 C x size x size: Preprocess.apply on a tensor."""
@@ -66,13 +80,18 @@ class Preset:
         if self.small:
             steps = [v2.Resize((self.size, self.size), interpolation=interpolation, antialias=True),
                      v2.RandomCrop(self.size, padding=self.pad)]
-        else:
+        elif self.resized_crop:
             steps = [v2.RandomResizedCrop(self.size, scale=RRC_SCALE, ratio=RRC_RATIO, interpolation=interpolation,
                                           antialias=True)]
+        else:
+            steps = [self.eval_transform()]
         if self.flip:
             steps.append(v2.RandomHorizontalFlip())
         if self.rotation:
             steps.append(v2.RandomRotation(self.rotation))
+        steps += colour_ops(self.auto_augment, self.color_jitter, interpolation)
+        if self.erasing:
+            steps.append(v2.RandomErasing(self.erasing, value=erasing_fill(self.mean)))
         return v2.Compose(steps)
 
     @property
@@ -82,9 +101,26 @@ class Preset:
 
     def random_ops(self) -> tuple[str, ...]:
         """The random operations of training, in the order they run ("random resized crop",
-        "random crop", "flip", "rotation"): what makes an image look different each epoch."""
-        crop = ("random crop",) if self.small and self.pad else () if self.small else ("random resized crop",)
-        return crop + (("flip",) if self.flip else ()) + (("rotation",) if self.rotation else ())
+        "random crop", "flip", "rotation", ...): what makes an image look different each epoch."""
+        if self.small:
+            crop = ("random crop",) if self.pad else ()
+        else:
+            crop = ("random resized crop",) if self.resized_crop else ()
+        policy = {"trivial": ("TrivialAugment",), "rand": ("RandAugment",), None: ()}[self.auto_augment]
+        colour = policy + (("colour jitter",) if self.color_jitter else ())
+        return (crop + (("flip",) if self.flip else ()) + (("rotation",) if self.rotation else ()) + colour
+                + (("random erasing",) if self.erasing else ()))
+
+    @property
+    def per_sample_ops(self) -> bool:
+        """True when training uses an op that only runs image by image (TrivialAugment,
+        RandAugment, colour jitter): augment_batch cannot run it, DataLoader workers do."""
+        return self.auto_augment is not None or bool(self.color_jitter)
+
+    @property
+    def train_starts_from_eval_view(self) -> bool:
+        """Photos without a random resized crop: training augments the eval view of each image."""
+        return not self.small and not self.resized_crop
 
     def normalize(self, x_0_255: torch.Tensor) -> torch.Tensor:
         """N x C x H x W pixel values 0..255 (uint8 or float) -> float32, normalised per channel."""
@@ -94,24 +130,30 @@ class Preset:
         """The training augmentation, drawn independently per image, on a uint8 batch.
 
         Returns float32 0..255 values at size x size (normalize() scales them), so that
-        bilinear resampling happens once, on the device the batch lives on.
+        bilinear resampling happens once, on the device the batch lives on. Ops that only run
+        per image (per_sample_ops) are not here: the loader feeds such runs through train_transform.
+        Photos without a resized crop arrive as their eval view (train_starts_from_eval_view).
         """
         x = x_uint8.float()
+        resampled = not self.small and self.resized_crop
         if self.small:
             x = _resize(x, self.size)
             if self.pad:
                 x = _random_crop_padded(x, self.pad, generator)
-            theta = _identity(len(x), x.device)
-        else:
+        if resampled:
             theta = _random_resized_crop_theta(len(x), x.shape[-2:], x.device, generator)
+        else:
+            theta = _identity(len(x), x.device)
         if self.flip:
             flip = torch.rand(len(x), device=x.device, generator=generator) < 0.5
             theta[:, 0, :2] = torch.where(flip[:, None], -theta[:, 0, :2], theta[:, 0, :2])
         if self.rotation:
             theta = _rotate(theta, self.rotation, generator)
-        if not self.small or self.flip or self.rotation:
+        if resampled or self.flip or self.rotation:
             grid = F.affine_grid(theta, [len(x), x.shape[1], self.size, self.size], align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.erasing:
+            x = random_erasing(x, self.erasing, erasing_fill(self.mean), generator)
         return x
 
 
@@ -131,7 +173,9 @@ def preset_from_meta(meta: dict) -> Preset:
     else:
         spec = Preprocess.from_dict(spec)
     return Preset(spec, bool(augmentation["small"]), bool(augmentation["flip"]),
-                  float(augmentation.get("rotation", 0.0)), int(augmentation.get("pad", 0)))
+                  float(augmentation.get("rotation", 0.0)), int(augmentation.get("pad", 0)),
+                  bool(augmentation.get("resized_crop", True)), augmentation.get("auto_augment"),
+                  float(augmentation.get("color_jitter", 0.0)), float(augmentation.get("erasing", 0.0)))
 
 
 def normalize(x_0_255: torch.Tensor, mean, std) -> torch.Tensor:

@@ -19,23 +19,27 @@ from ..data.transforms import Preset
 from ..errors import ConfigError, DataError
 from ..files import check_outputs, refuse_inside
 from ..models import natural_input
+from ..resolve import resolve_recipe
 from .plots import plot_image_grid, short
 
 SPLITS = ("train", "val", "test")
 
 
-def show_data(data=None, out: str | Path = "grid.png", n: int = 32, augment: bool = False, seed: int = 0,
+def show_data(data=None, out: str | Path = "grid.png", n: int = 32, augment: bool | str = False, seed: int = 0,
               split: str = "train", model: str = "lenet_relu", columns: int = 8, **data_options) -> Path:
     """Write a grid of `n` samples of `split` (spread over the classes, drawn with `seed`) to `out`.
 
-    data_options are train's data flags: images, image_size, channels, flip, rotation, pad,
-    val_split, val_data, ...; `model` sets the default image size, as in training.
+    augment=True shows each image again as training augments it (the model's recipe's level),
+    augment="medium" (none, light, medium, strong) at that level. data_options are train's data
+    flags: images, image_size, channels, flip, rotation, pad, val_split, val_data, recipe, ...;
+    `model` sets the default image size and augmentation, as in training.
     """
     if split not in SPLITS:
         raise ConfigError(f"--split {split} is not one of {', '.join(SPLITS)}")
     if n < 1:
         raise ConfigError("--n must be at least 1")
-    config = Config.from_options(model=model, data=data, seed=seed, **data_options)
+    level = {"augment": augment} if isinstance(augment, str) else {}
+    config, _ = resolve_recipe(Config.from_options(model=model, data=data, seed=seed, **level, **data_options))
     check_outputs({"-o": out})
     refuse_inside(("-o", out), [("the data folder", config.data.data), ("the image folder", config.data.images),
                                 ("the validation folder", config.data.val_data)])  # a PNG there becomes data
@@ -47,7 +51,8 @@ def show_data(data=None, out: str | Path = "grid.png", n: int = 32, augment: boo
     plan = plan_input(config.data, splits.train if splits.train is not None else picked, natural_input(model)[1])
     prepared = prepare_data(config.data, DatasetSplits(splits.name, splits.class_names, train=picked), plan)
     images, titles = _views(prepared.train, prepared.preset, splits.class_names, augment, seed)
-    heading = f"{splits.name} ({split}), {prepared.preset.size} px" + (": each image, then as training augments it" if augment else "")
+    heading = f"{splits.name} ({split}), {prepared.preset.size} px" + (
+        f": each image, then as augment {plan.augment} makes it" if augment else "")
     plot_image_grid(out, images, titles, columns=columns, title=heading)
     return Path(out)
 

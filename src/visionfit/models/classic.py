@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .recipes import d2l_line
 from .registry import register_model
 from .safety import MAX_IMAGE_SIDE
 
@@ -126,7 +127,8 @@ def _lenet(
     return ClassicNet(features, head)
 
 
-@register_model("lenet", input_size=28)
+# d2l line: the seed notes' run; d2l's book uses lr 0.9 and 10 epochs.
+@register_model("lenet", input_size=28, d2l=d2l_line(lr=0.5, batch_size=256, epochs=20))
 def lenet(
     num_classes: int = 10, in_channels: int = 1, input_size: int = 28, act: str = "sigmoid", pool: str = "avg"
 ) -> ClassicNet:
@@ -143,7 +145,7 @@ def lenet_relu(num_classes: int = 10, in_channels: int = 1, input_size: int = 28
     return _lenet("lenet_relu", num_classes, in_channels, input_size, "relu", "max", batch_norm=False)
 
 
-@register_model("lenet_bn", input_size=28)
+@register_model("lenet_bn", input_size=28, d2l=d2l_line(lr=1.0, batch_size=256, epochs=10))
 def lenet_bn(
     num_classes: int = 10, in_channels: int = 1, input_size: int = 28, act: str = "sigmoid", pool: str = "max"
 ) -> ClassicNet:
@@ -151,7 +153,7 @@ def lenet_bn(
     return _lenet("lenet_bn", num_classes, in_channels, input_size, act, pool, batch_norm=True)
 
 
-@register_model("alexnet_d2l", input_size=224)
+@register_model("alexnet_d2l", input_size=224, d2l=d2l_line(lr=0.01, batch_size=128, epochs=10))
 def alexnet_d2l(num_classes: int = 10, in_channels: int = 1, input_size: int = 224) -> ClassicNet:
     """d2l's AlexNet for Fashion-MNIST resized to 224: 5 convs, then 4096-wide dropout layers."""
     features = nn.Sequential(
@@ -178,7 +180,7 @@ def _vgg_block(num_convs: int, c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2, stride=2))
 
 
-@register_model("vgg11_d2l", input_size=224)
+@register_model("vgg11_d2l", input_size=224, d2l=d2l_line(lr=0.05, batch_size=128, epochs=10, ratio=4))
 def vgg11_d2l(num_classes: int = 10, in_channels: int = 1, input_size: int = 224, ratio: int = 1) -> ClassicNet:
     """d2l's VGG-11; ratio divides every conv's channels (d2l trains ratio=4 to fit its GPU budget)."""
     if not (isinstance(ratio, int) and 1 <= ratio <= 64):
@@ -216,7 +218,7 @@ class NiN(ClassicNet):
         self.head = _nin_classifier(num_classes)
 
 
-@register_model("nin", input_size=224)
+@register_model("nin", input_size=224, d2l=d2l_line(lr=0.1, batch_size=128, epochs=10))
 def nin(num_classes: int = 10, in_channels: int = 1, input_size: int = 224) -> NiN:
     """d2l's Network in Network: AlexNet-like stages of NiN blocks, global average pooling, no dense layers."""
     features = nn.Sequential(

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .classic import ClassicNet
+from .recipes import d2l_line
 from .registry import register_model
 
 
@@ -43,7 +44,7 @@ def _halving_pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
 
-@register_model("googlenet_d2l", input_size=96)
+@register_model("googlenet_d2l", input_size=96, d2l=d2l_line(lr=0.05, batch_size=128, epochs=10))
 def googlenet_d2l(num_classes: int = 10, in_channels: int = 1, input_size: int = 96) -> ClassicNet:
     """d2l's GoogLeNet: a conv stem, nine Inception blocks in three stages, global pooling.
 
@@ -106,7 +107,7 @@ def _resnet_stage(in_channels: int, out_channels: int, num_residuals: int, first
     return nn.Sequential(*blocks)
 
 
-@register_model("resnet18_d2l", input_size=96)
+@register_model("resnet18_d2l", input_size=96, d2l=d2l_line(lr=0.05, batch_size=256, epochs=10))
 def resnet18_d2l(num_classes: int = 10, in_channels: int = 1, input_size: int = 96) -> ClassicNet:
     """d2l's ResNet-18: a conv stem and four stages of two Residual blocks, 64 to 512 wide.
 

@@ -24,15 +24,17 @@ from . import zoo
 MODELS: Registry = Registry("model", ModelError)
 
 
-def register_model(name: str, input_size: int, in_channels: int = 1) -> Callable:
-    """Register a classic-net factory under `name`, recording the input it was designed for.
+def register_model(name: str, input_size: int, in_channels: int = 1, d2l: dict | None = None) -> Callable:
+    """Register a classic-net factory under `name`, recording the input it was designed for
+    and, when d2l trains it, its line of d2l's recipe (recipes.d2l_line: lr, batch size, epochs).
 
-    The natural input is kept on the factory so `natural_input` can answer without
-    building the model.
+    Both are kept on the factory, as timm keeps default_cfgs beside its models, so
+    `natural_input` and the recipes can answer without building the model.
     """
 
     def decorate(factory: Callable) -> Callable:
         factory.natural_input = (in_channels, input_size)
+        factory.d2l = d2l
         return MODELS.register(name)(factory)
 
     return decorate

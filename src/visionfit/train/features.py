@@ -1,7 +1,7 @@
 """Train only the head on backbone features computed once.
 
-With a frozen backbone and a training view that does not change between epochs (no random
-crop, flip or rotation), the backbone gives every image the same features every epoch.
+With a frozen backbone and a training view that does not change between epochs (`--augment
+none`, or no random crop, flip, rotation or erasing), the backbone gives every image the same features every epoch.
 So compute them once, in eval mode without gradients, and train the head on them: an
 epoch then costs a few matrix products instead of a full forward pass per image. When a
 horizontal flip is the only random operation, each image has just two views: the features

@@ -81,6 +81,11 @@ class _Schedule:
         self.decay_steps, self.step_every, self.gamma = max(1, decay_steps), step_every, gamma
 
     def __call__(self, step: int) -> float:
+        if self.shape == "fine_tune":  # warmup_steps: the frozen phase; decay_steps: the whole run
+            if step < self.warmup_steps:
+                return one_cycle(step, self.warmup_steps, **FINE_TUNE_FROZEN)
+            return FINE_TUNE_UNFROZEN_LR * one_cycle(step - self.warmup_steps, self.decay_steps - self.warmup_steps,
+                                                     **FINE_TUNE_UNFROZEN)
         if step < self.warmup_steps:
             return WARMUP_START_FACTOR + (1 - WARMUP_START_FACTOR) * step / self.warmup_steps
         step -= self.warmup_steps
@@ -111,8 +116,13 @@ def cosine(optimizer, train, steps_per_epoch: int) -> LRScheduler:
 
 @SCHEDULERS.register("onecycle")
 def onecycle(optimizer, train, steps_per_epoch: int) -> LRScheduler:
-    """torch's OneCycleLR (lr up then down, momentum cycled the other way); its own warmup."""
+    """torch's OneCycleLR (lr up then down, momentum cycled the other way); its own warmup.
+
+    With --unfreeze-after K, fastai's fine_tune instead: one cycle over the K frozen epochs,
+    then another over the rest at half the peak (FINE_TUNE_*)."""
     total = train.epochs * steps_per_epoch
+    if train.unfreeze_after:
+        return LambdaLR(optimizer, _Schedule("fine_tune", train.unfreeze_after * steps_per_epoch, total))
     warmup_fraction = train.warmup_epochs / train.epochs if train.warmup_epochs else 0.3
     return OneCycleLR(
         optimizer,
@@ -120,6 +130,30 @@ def onecycle(optimizer, train, steps_per_epoch: int) -> LRScheduler:
         total_steps=total,
         pct_start=min(max(warmup_fraction, 1 / total), 0.99),
     )
+
+
+# fastai's Learner.fine_tune (fastai/callback/schedule.py): fit_one_cycle(freeze_epochs, lr,
+# pct_start=0.99), then unfreeze and fit_one_cycle(epochs, slice(lr/2/lr_mult, lr/2), pct_start=0.3,
+# div=5). fit_one_cycle starts at peak/div, rises on a half cosine, and falls on one to peak/1e5.
+# fastai also cycles Adam's beta1 (0.95 -> 0.85 -> 0.95); LambdaLR moves the lr only.
+FINE_TUNE_FROZEN = dict(pct_start=0.99, div=25.0)
+FINE_TUNE_UNFROZEN = dict(pct_start=0.3, div=5.0)
+FINE_TUNE_UNFROZEN_LR = 0.5  # fastai halves base_lr when it unfreezes
+ONE_CYCLE_DIV_FINAL = 1e5
+
+
+def one_cycle(step: int, steps: int, pct_start: float, div: float) -> float:
+    """fastai's fit_one_cycle lr multiplier at `step` of `steps`: 1/div up to 1 over pct_start
+    of the steps, then down to 1/ONE_CYCLE_DIV_FINAL, both on half cosines."""
+    rise = max(1, round(pct_start * steps))
+    if step < rise:
+        return _cosine_between(1 / div, 1.0, step / rise)
+    return _cosine_between(1.0, 1 / ONE_CYCLE_DIV_FINAL, min(1.0, (step - rise) / max(1, steps - rise)))
+
+
+def _cosine_between(start: float, end: float, position: float) -> float:
+    """fastai's SchedCos: from start (position 0) to end (position 1) along half a cosine."""
+    return start + (1 + math.cos(math.pi * (1 - position))) * (end - start) / 2
 
 
 def build_scheduler(optimizer, train, steps_per_epoch: int) -> LRScheduler:

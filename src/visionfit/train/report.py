@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.augment import describe as describe_augmentation
+from ..data.prepare import default_workers
 from ..infer.summary import human, summary
 from ..resolve import Resolved
 from .callbacks import monitored_key
@@ -37,11 +39,11 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
         f"  classes: {class_counts(resolved.class_names, prepared.train.labels)}",
         f"  input:   {resolved.preset.size}x{resolved.preset.size}, {resolved.preset.preprocess.summary()}",
         *(f"           {note}" for note in resolved.notes),
-        f"  augment: {', '.join(resolved.preset.random_ops()) or 'none'}{_caching_text(caching)}",
+        f"  augment: {augmentation_text(resolved, prepared)}{_caching_text(caching)}",
         f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
         f"  device:  {device}, {PRECISION_NAMES[amp_dtype(config.train.amp, device)]}, "
         f"channels_last {'on' if channels_last else 'off'}",
-        f"  recipe:  {recipe_text(config.train, config.data.batch_size)}",
+        f"  recipe:  {recipe_line(resolved)}",
         *(f"           {line}" for line in (describe_mixing(config.train), describe_ema(config.train.ema)) if line),
     ]
     return "\n".join(lines)
@@ -85,6 +87,29 @@ def _skeleton(spec) -> nn.Module:
             return spec.build()
     except Exception:  # any failure here means: not buildable on the meta device
         return spec.build()
+
+
+def augmentation_text(resolved: Resolved, prepared) -> str:
+    """'medium: pad 3 + random crop, TrivialAugmentWide, erasing p 0.1', and when an op only runs
+    image by image on images that could go batched, that training takes the slower path."""
+    preset = resolved.preset
+    text = f"{resolved.plan.augment}: {describe_augmentation(preset)}"
+    if preset.per_sample_ops and prepared.train.uniform:
+        workers = default_workers(resolved.config.data.workers)
+        text += (f"; per image in {workers} DataLoader worker{'s' if workers != 1 else ''} (TrivialAugment, "
+                 "RandAugment and colour jitter do not run on the batched on-device path)")
+    return text
+
+
+def recipe_line(resolved: Resolved) -> str:
+    """'d2l (lenet's own): sgd lr 0.5 ..., init xavier; yours: --epochs': the recipe, its values, what the user set."""
+    config, recipe = resolved.config, resolved.recipe
+    values = f"{recipe_text(config.train, config.data.batch_size)}, init {config.model.init}"
+    if recipe is None:
+        return values
+    yours = [name for name, why in recipe.sources.items() if why == "your setting"]
+    overridden = f"; yours: {', '.join('--' + n.replace('_', '-') for n in yours)}" if yours else ""
+    return f"{recipe.name}: {values}{overridden}"
 
 
 def recipe_text(train_cfg, batch_size: int) -> str:

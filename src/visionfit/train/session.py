@@ -36,6 +36,7 @@ from .class_balance import class_weights, describe
 from .distributed import Distributed, init_distributed
 from .ema import WeightAverage
 from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
+from .guards import chance_warning, few_steps_warning
 from .mixing import batch_mixer
 from .report import result_lines, run_summary
 from .optim import build_optimizer, build_scheduler, extend_schedule
@@ -103,6 +104,9 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
     loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
+    warning = few_steps_warning(steps_per_epoch, len(prepared.train), config, dist.world_size)
+    if warning and dist.is_main:
+        print(f"warning: {warning}", file=sys.stderr)
     scheduler = build_scheduler(optimizer, config.train, steps_per_epoch)
     start_epoch, history, best = 0, [], float("-inf")
     if resume_state is not None:
@@ -131,7 +135,12 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
         if dist.is_main:
             print(interrupted_message(resolved.run_dir, trainer), file=sys.stderr)
         raise
-    return _finish(trainer, resolved, prepared, dist, device, time.perf_counter() - started)
+    result = _finish(trainer, resolved, prepared, dist, device, time.perf_counter() - started)
+    warning = chance_warning(trainer.history, prepared.val.labels if prepared.val is not None else None,
+                             len(resolved.class_names), config, steps_per_epoch, resolved.recipe)
+    if warning and dist.is_main:
+        print(f"warning: {warning}", file=sys.stderr)
+    return result
 
 
 def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
