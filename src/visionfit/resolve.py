@@ -60,6 +60,7 @@ class Resolved:
     dataset: str
     run_dir: Path
     notes: tuple[str, ...] = ()  # what was decided and why, in the order it was decided
+    multi_label: bool = False  # a set of classes per image: sigmoid head, BCE (train/multilabel.py)
 
     def to_dict(self) -> dict:
         input_plan = dataclasses.asdict(self.plan)
@@ -73,6 +74,7 @@ class Resolved:
             "dataset": self.dataset,
             "run_dir": str(self.run_dir),
             "notes": list(self.notes),
+            "multi_label": self.multi_label,
         }
 
     def record(self) -> dict:
@@ -94,6 +96,7 @@ class Resolved:
             "visionfit_version": __version__,
             "dataset": self.dataset,
             "weights": self.model.weights,
+            "multi_label": self.multi_label,  # the Checkpointer adds its "thresholds" each epoch
         }
 
 
@@ -101,8 +104,37 @@ def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: Model
             notes: tuple[str, ...] = ()) -> Resolved:
     """The one place the run's spec is assembled; see the module docstring."""
     splits = prepared.splits
+    config, task_notes = task_settings(config, splits.multi_label)
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
-                    plan.notes + tuple(notes))
+                    plan.notes + task_notes + tuple(notes), splits.multi_label)
+
+
+# What a multi-label run cannot do yet, each with the flag that asks for it.
+NOT_MULTI_LABEL = {"class_weights": ("none", "--class-weights"), "sampler": ("shuffle", "--sampler balanced"),
+                   "mixup": (0.0, "--mixup"), "cutmix": (0.0, "--cutmix")}
+
+
+def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str, ...]]:
+    """The config with --monitor decided (map for multi-label data, else val_acc), what the run
+    says about it, and a ConfigError for settings the task cannot honour."""
+    monitor = config.train.monitor
+    if multi_label:
+        for name, (off, flag) in NOT_MULTI_LABEL.items():
+            section = config.data if hasattr(config.data, name) else config.train
+            if getattr(section, name) != off:
+                raise ConfigError(f"{flag} is for single-label data; this CSV is multi-label (tags) - drop {flag}")
+        if monitor == "balanced_acc":
+            raise ConfigError("--monitor balanced_acc is for single-label data; use map, macro_f1, val_acc "
+                              "(exact match) or val_loss for multi-label")
+    elif monitor == "map":
+        raise ConfigError("--monitor map is for multi-label data; use val_acc, val_loss, macro_f1 or balanced_acc")
+    if monitor is None:
+        config = config.replace(monitor="map" if multi_label else "val_acc")
+    if not multi_label:
+        return config, ()
+    why = "--multi-label" if config.data.multi_label else "a tags/labels column, or one 0/1 column per class"
+    return config, (f"multi-label ({why}): a sigmoid per class, binary cross-entropy; per-class thresholds "
+                    f"chosen on validation for the best F1; best model by {config.train.monitor}",)
 
 
 def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:

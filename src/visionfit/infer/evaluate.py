@@ -5,7 +5,8 @@
     print(report.format())
 
 Class names and their order come from the model file; data labelled with a class the
-model does not know is an error, not a silent relabelling.
+model does not know is an error, not a silent relabelling. A multi-label model gets
+evaluate_tags.py's report (per-class precision, recall and AP at its thresholds, mAP).
 """
 import csv
 import json
@@ -23,6 +24,7 @@ from ..train.run_dir import create_numbered_dir
 from . import metrics
 from .plots import plot_confusion, plot_image_grid, short
 from .protected import protected_inputs
+from .evaluate_tags import TagsReport, build_tags_report, write_tags_report
 from .runner import Classifier, Outputs, classify, decode_sample, load_classifier
 from .text import format_table
 
@@ -71,11 +73,11 @@ class EvalReport:
 
 def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
              tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES,
-             trust_code: bool = False) -> EvalReport:
+             trust_code: bool = False) -> EvalReport | TagsReport:
     """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
 
     data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
-    or a Samples object. Files go to `out`; by default next to a model file, in
+    or a Samples object (a multi-label model: a CSV of tags or 0/1 columns). Files go to `out`; by default next to a model file, in
     runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
     trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
     """
@@ -83,15 +85,21 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     if isinstance(data, Samples):
         samples = data
     else:  # a dataset's held-out split (IDX folder, train/val folders, a name), else one folder or CSV
-        samples = evaluation_split(data, images, classifier.class_names) or load_split(data, images, classifier.class_names)
+        samples = (evaluation_split(data, images, classifier.class_names)
+                   or load_split(data, images, classifier.class_names, multi_label=classifier.multi_label))
     if not samples.labelled:
         raise DataError(f"{data} has no labels (no class subfolders or label column); "
                         "evaluation needs them — use `visionfit predict` for unlabelled images")
     _check_out(Path(out) if out is not None else None, classifier, model, data, samples)
     outputs = classify(classifier, samples, batch_size, tta, workers)
-    report = build_report(classifier.class_names, samples, outputs, top_losses)
+    if classifier.multi_label:
+        report = build_tags_report(classifier.class_names, classifier.thresholds, samples, outputs)
+    else:
+        report = build_report(classifier.class_names, samples, outputs, top_losses)
     out_dir = Path(out) if out is not None else _default_out(classifier)
-    if out_dir is not None:
+    if out_dir is not None and classifier.multi_label:
+        write_tags_report(report, out_dir)
+    elif out_dir is not None:
         write_report(report, out_dir, classifier, samples)
     return report
 

@@ -21,17 +21,32 @@ from ..checkpoints import save_model_file, save_resume_state, unwrap  # noqa: E4
 from ..files import atomic_path  # noqa: E402
 from .divergence import require_finite_weights  # noqa: E402
 
-METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "val_loss", "val_acc", "val_macro_f1",
-                  "val_balanced_acc", "lr", "images_per_s", "seconds"]
+# Multi-label runs (train/multilabel.py) add micro_f1 and map; their acc is the exact-match ratio.
+METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "micro_f1", "map", "val_loss", "val_acc",
+                  "val_macro_f1", "val_balanced_acc", "val_micro_f1", "val_map", "lr", "images_per_s", "seconds"]
+
+# --monitor: the validation metric it names, and the training metric that stands in without validation.
+MONITORED = {"val_acc": ("val_acc", "acc"), "val_loss": ("val_loss", "loss"),
+             "macro_f1": ("val_macro_f1", "macro_f1"), "balanced_acc": ("val_balanced_acc", "balanced_acc"),
+             "map": ("val_map", "map")}
+LOWER_IS_BETTER = {"val_loss"}
 
 
-def score(metrics: dict) -> float:
-    """What 'best' means: validation accuracy, or training accuracy when there is no validation.
+def monitored_key(metrics: dict, monitor: str = "val_acc") -> str:
+    """The metrics key `monitor` reads: its validation metric, or the training one when there is no validation."""
+    val_key, train_key = MONITORED[monitor]
+    return val_key if val_key in metrics else train_key
 
-    A nan score becomes -inf: nan compares False with everything, so `max` would keep a nan
-    it met first, and it must never count as better.
+
+def score(metrics: dict, monitor: str = "val_acc") -> float:
+    """What 'best' means under --monitor, as a number where higher is better (val_loss is negated).
+
+    Without validation the training metric of the same name stands in (acc, loss, macro_f1,
+    balanced_acc, map). A nan score becomes -inf: nan compares False with everything, so `max`
+    would keep a nan it met first, and it must never count as better.
     """
-    value = metrics.get("val_acc", metrics["acc"])
+    value = metrics[monitored_key(metrics, monitor)]
+    value = -value if monitor in LOWER_IS_BETTER else value
     return value if math.isfinite(value) else -math.inf
 
 
@@ -39,7 +54,17 @@ def format_epoch(metrics: dict, epochs: int) -> str:
     line = f"epoch {metrics['epoch']}/{epochs}  loss {metrics['loss']:.4f}  acc {metrics['acc']:.2%}"
     if "val_acc" in metrics:
         line += f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.2%}"
+    for key in ("map", "val_map"):  # multi-label: acc is the exact-match ratio, mAP the headline
+        if key in metrics:
+            line += f"  {key} {metrics[key]:.4f}"
     return line + f"  lr {metrics['lr']:.3g}  {metrics['images_per_s']:,.0f} img/s  {metrics['seconds']:.1f} s"
+
+
+def head_meta(metrics: dict) -> dict:
+    """What a model file records about its head from an epoch's metrics: a multi-label model's
+    per-class thresholds, chosen on validation (on training outputs when there is none)."""
+    thresholds = metrics.get("val_thresholds", metrics.get("thresholds"))
+    return {} if thresholds is None else {"thresholds": thresholds}
 
 
 class ProgressPrinter:
@@ -124,17 +149,18 @@ class Checkpointer:
     and the files keep the last finite epoch.
     """
 
-    def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf):
+    def __init__(self, run_dir: Path, meta: dict, config_dict: dict, best_score: float = -math.inf,
+                 monitor: str = "val_acc"):
         self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
-        self.best_score = best_score
+        self.best_score, self.monitor = best_score, monitor
         self.best_epoch = None
         self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         require_finite_weights(unwrap(trainer.model), metrics["epoch"], metrics["lr"])
-        meta = {**self.meta, "metrics": metrics}
-        if score(metrics) > self.best_score:
-            self.best_score, self.best_epoch = score(metrics), metrics["epoch"]
+        meta = {**self.meta, **head_meta(metrics), "metrics": metrics}
+        if score(metrics, self.monitor) > self.best_score:
+            self.best_score, self.best_epoch = score(metrics, self.monitor), metrics["epoch"]
             save_model_file(self.run_dir / "best.safetensors", trainer.model, meta)
         save_model_file(self.run_dir / "last.safetensors", trainer.model, meta)
         save_resume_state(self.run_dir, {
@@ -153,8 +179,8 @@ class Checkpointer:
 class EarlyStopping:
     """Stop when the score has not improved for `patience` epochs."""
 
-    def __init__(self, patience: int):
-        self.patience, self.best, self.waited = patience, -math.inf, 0
+    def __init__(self, patience: int, monitor: str = "val_acc"):
+        self.patience, self.monitor, self.best, self.waited = patience, monitor, -math.inf, 0
 
     def on_fit_start(self, trainer) -> None:
         for row in trainer.history:  # a resumed run remembers how long it has waited
@@ -167,8 +193,8 @@ class EarlyStopping:
             print(f"early stop: no improvement for {self.patience} epochs", file=sys.stderr)
 
     def _update(self, metrics: dict) -> None:
-        if score(metrics) > self.best:
-            self.best, self.waited = score(metrics), 0
+        if score(metrics, self.monitor) > self.best:
+            self.best, self.waited = score(metrics, self.monitor), 0
         else:
             self.waited += 1
 
@@ -181,7 +207,7 @@ class TensorBoardLogger:
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         for key, value in metrics.items():
-            if key != "epoch":
+            if key != "epoch" and isinstance(value, (int, float)):  # not a multi-label run's thresholds list
                 self.writer.add_scalar(key, value, metrics["epoch"])
         self.writer.flush()
 

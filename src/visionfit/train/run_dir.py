@@ -150,11 +150,15 @@ def _unlock(fd: int) -> None:
 def write_summary(run_dir: Path, summary: dict) -> None:
     """summary.json, and the few lines a person reads at the end of a run."""
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    history_has_val = "val_acc" in summary["best_metrics"]
-    kind = "val_acc" if history_has_val else "train acc"
-    print(f"best {kind} {summary['best_score']:.2%} at epoch {summary['best_epoch']}", file=sys.stderr)
+    key = summary["monitored"]  # the metric --monitor read (a training one when there was no validation)
+    value = summary["best_metrics"][key]
+    kind = key if key.startswith("val_") else f"train {key}"
+    shown = f"{value:.2%}" if key.endswith("acc") else f"{value:.4f}"
+    print(f"best {kind} {shown} at epoch {summary['best_epoch']}", file=sys.stderr)
     if summary["test"] is not None:
-        print(f"test acc {summary['test']['acc']:.2%} (best model, {run_dir / 'best.safetensors'})", file=sys.stderr)
+        test = summary["test"]
+        extra = f", mAP {test['map']:.4f}" if "map" in test else ""  # multi-label: acc is the exact-match ratio
+        print(f"test acc {test['acc']:.2%}{extra} (best model, {run_dir / 'best.safetensors'})", file=sys.stderr)
     if summary["skipped_images"]:
         print(f"skipped {len(summary['skipped_images'])} unreadable images (listed in summary.json)", file=sys.stderr)
     print(f"results in {run_dir}", file=sys.stderr)

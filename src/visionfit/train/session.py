@@ -26,18 +26,21 @@ from ..devices import resolve_device
 from ..errors import ConfigError, TrainingDiverged
 from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
 from ..resolve import Resolved
-from .callbacks import Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, score
+from .callbacks import (Checkpointer, EarlyStopping, MetricsLogger, ProgressPrinter, TensorBoardLogger, monitored_key,
+                        score)
 from .distributed import Distributed, init_distributed
 from .features import HeadOnFeatures, cache_features_if_useful
+from .multilabel import MultiLabel
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .run_dir import RunLock, write_summary
+from .tasks import SingleLabel
 from .trainer import Trainer
 
 
 @dataclass
 class FitResult:
     run_dir: Path
-    best_score: float  # best validation accuracy (training accuracy when there is no validation)
+    best_score: float  # best score under --monitor (validation; training when there is no validation)
     best_epoch: int | None
     history: list[dict] = field(default_factory=list)
     test: dict | None = None  # loss/acc of the best model on a test split, when the data has one
@@ -106,7 +109,8 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     trained = dist.wrap(trained, device)
 
     callbacks = transfer_callbacks + _callbacks(resolved, dist, best)
-    trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist)
+    trainer = Trainer(trained, optimizer, scheduler, loaders[0], loaders[1], device, config.train, callbacks, dist,
+                      task=_task(resolved))
     if resume_state is not None:
         trainer.scaler.load_state_dict(resume_state["scaler"])
         trainer.history = list(history)
@@ -161,6 +165,12 @@ def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> li
     return [UnfreezeBackbone(net, after)]
 
 
+def _task(resolved: Resolved):
+    """What the net is trained to do: one class per image, or a set of them (the data decided, in resolve)."""
+    smoothing = resolved.config.train.label_smoothing
+    return MultiLabel(smoothing) if resolved.multi_label else SingleLabel(label_smoothing=smoothing)
+
+
 def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
     common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
                   workers=default_workers(config.data.workers), rank=dist.rank, world_size=dist.world_size,
@@ -173,10 +183,11 @@ def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, 
 def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
     config, callbacks = resolved.config, []
     if config.train.patience:
-        callbacks.append(EarlyStopping(config.train.patience))
+        callbacks.append(EarlyStopping(config.train.patience, config.train.monitor))
     if dist.is_main:
         callbacks += [ProgressPrinter(config.run.quiet), MetricsLogger(resolved.run_dir),
-                      Checkpointer(resolved.run_dir, resolved.model_meta(), resolved.record(), best)]
+                      Checkpointer(resolved.run_dir, resolved.model_meta(), resolved.record(), best,
+                                   config.train.monitor)]
         if config.train.tensorboard:
             callbacks.append(TensorBoardLogger(resolved.run_dir))
     return callbacks
@@ -185,7 +196,7 @@ def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
 def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: Distributed, device,
             seconds: float) -> FitResult:
     run_dir, config = resolved.run_dir, resolved.config
-    best_row = max(trainer.history, key=score)
+    best_row = max(trainer.history, key=lambda row: score(row, config.train.monitor))
     test = None
     if prepared.test is not None and len(prepared.test):
         dist.barrier()
@@ -193,7 +204,7 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
         # This run wrote it a moment ago from the model it trains, whatever code that is.
         trainer.model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
         test = trainer.evaluate(loader)
-    result = FitResult(run_dir, score(best_row), best_row["epoch"], trainer.history, test, resolved,
+    result = FitResult(run_dir, score(best_row, config.train.monitor), best_row["epoch"], trainer.history, test, resolved,
                        train_images=len(prepared.train), val_images=len(prepared.val) if prepared.val is not None else 0,
                        device=str(device), seconds=round(seconds, 2))
     if dist.is_main:
@@ -201,6 +212,7 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
                    for origin, _ in store.skipped]
         write_summary(run_dir, {
             "best_epoch": result.best_epoch, "best_score": result.best_score, "best_metrics": best_row,
+            "monitored": monitored_key(best_row, config.train.monitor),
             "final_metrics": trainer.history[-1], "test": test, "epochs_run": len(trainer.history),
             "seconds": result.seconds, "device": result.device, "world_size": dist.world_size,
             "train_images": result.train_images, "val_images": result.val_images,
