@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from visionfit.data.samples import Samples, strata
-from visionfit.data.sources import load_source, relabel, split_train_val
+from visionfit.data.check import check_data
+from visionfit.data.samples import DatasetSplits, Samples, strata
+from visionfit.data.sources import load_source, refuse_single_class, relabel, split_train_val
 from visionfit.data.table import EMPTY_LABEL, load_csv
 from visionfit.errors import ConfigError, DataError
 
@@ -100,3 +101,36 @@ def test_strata_are_the_rarest_class_and_the_split_reaches_every_class():
 def test_relabel_moves_multi_label_columns_to_the_model_order():
     samples = Samples(labels=[[1, 0], [0, 1]], images=np.zeros((2, 2, 2), dtype=np.uint8))
     np.testing.assert_array_equal(relabel(samples, ["b", "a"], ["a", "c", "b"]).labels, [[0, 0, 1], [1, 0, 0]])
+
+
+def test_check_data_describes_a_multi_label_csv(tmp_path, png, write_csv):
+    tags = ["cat", "cat dog", "dog", "cat dog", "owl cat", "dog", "cat", "dog owl", "cat", "dog"]
+    lines = ["image,tags"]
+    for i, cell in enumerate(tags):
+        png(tmp_path / "imgs" / f"{i}.png", np.full((8, 8), 20 * i, dtype=np.uint8))
+        lines.append(f"imgs/{i}.png,{cell}")
+    (tmp_path / "imgs" / "10.png").write_bytes((tmp_path / "imgs" / "0.png").read_bytes())
+    lines.append("imgs/10.png,dog")  # the same image as row 2, tagged otherwise
+    report = check_data(str(write_csv(tmp_path / "t.csv", "\n".join(lines) + "\n")))
+    assert "3 classes (multi-label: 1.36 tags per training image" in report.title
+    found = {finding.check: finding for finding in report.findings}
+    assert found["classes"].summary == "3 classes, 1 to 5 training images each"
+    assert found["identical images, different labels"].items == [
+        f"{tmp_path / 'imgs' / '0.png'} is 'cat', {tmp_path / 'imgs' / '10.png'} is 'dog'"]
+
+
+def test_tags_that_never_differ_teach_nothing_and_are_refused():
+    images = np.zeros((3, 2, 2), dtype=np.uint8)
+    same = DatasetSplits("same", ["cat", "dog"], Samples(labels=[[1, 0]] * 3, images=images))
+    with pytest.raises(DataError, match=r"every training image of same has the same tags \('cat'\)"):
+        refuse_single_class(same)
+    refuse_single_class(DatasetSplits("fine", ["cat", "dog"], Samples(labels=[[1, 0], [1, 1], [1, 0]], images=images)))
+
+
+def test_a_target_column_that_looks_like_tags_gets_a_hint_but_keeps_its_meaning(tmp_path, pictures, write_csv, capsys):
+    csv = write_csv(tmp_path / "t.csv", "Id,Target\nimgs/a.png,16 0\nimgs/b.png,0\nimgs/c.png,16\n")
+    names, samples = load_csv(csv)
+    assert names == ["0", "16", "16 0"] and not samples.multi_label
+    assert "1 'Target' cells hold several labels that are classes on their own (e.g. '16 0')" in capsys.readouterr().err
+    load_csv(write_csv(tmp_path / "u.csv", "image,label\nimgs/a.png,sea lion\nimgs/b.png,seal\n"))
+    assert capsys.readouterr().err == ""

@@ -51,10 +51,16 @@ def test_each_threshold_gives_its_class_the_best_f1_of_any_threshold(seed):
     thresholds = multilabel_metrics(probs, truth)["thresholds"]
     for k, threshold in enumerate(thresholds):
         candidates = np.r_[np.unique(probs[:, k]), 1.1]
-        best = max(f1_score(truth[:, k], probs[:, k] >= t, zero_division=0) for t in candidates)
+        best = max(_f1(truth[:, k], probs[:, k] >= t) for t in candidates)  # every threshold that changes anything
+        assert _f1(truth[:, k], probs[:, k] >= threshold) == pytest.approx(best)
         assert f1_score(truth[:, k], probs[:, k] >= threshold) == pytest.approx(best)
         # halfway between two scores: no validation image sits on the threshold itself
         assert threshold not in probs[:, k]
+
+
+def _f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    hits = np.sum(truth & predicted)
+    return 2 * hits / (truth.sum() + predicted.sum())
 
 
 def test_a_class_without_positive_images_keeps_the_default_threshold_and_stays_out_of_the_map():

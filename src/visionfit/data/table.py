@@ -8,6 +8,7 @@ files (a `tags` column of space-separated classes, or those 0/1 columns) are rea
 """
 import csv
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import DataError
 from .folders import IMAGE_SUFFIXES
 from .samples import UNLABELLED, Samples, number_name as _number_name
-from .tags import TAG_COLUMNS, encode_tags, indicator_columns, is_multi_label, row_tags
+from .tags import TAG_COLUMNS, encode_tags, indicator_columns, is_multi_label, row_tags, tags_hint
 
 # Column names we recognise, in order of preference; compared case-insensitively.
 IMAGE_COLUMNS = ("image", "file", "filename", "path", "id")
@@ -77,6 +78,9 @@ def load_csv(
         columns = [header[i] for i in label_index] if isinstance(label_index, list) else None
         names, labels = encode_tags(path, numbered, class_names, columns)
     else:
+        hint = None if multi_label is False else tags_hint(path, header[label_index], [cell for _, cell in numbered])
+        if hint:
+            print(hint, file=sys.stderr)
         names, labels = _encode_labels(path, numbered, class_names)
     return names, Samples(labels=labels, paths=kept_files)
 

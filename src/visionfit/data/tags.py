@@ -48,6 +48,19 @@ def is_multi_label(header: list[str], label: int | list[int], multi_label: bool 
     return header[label].lower() in TAG_COLUMNS if multi_label is None else multi_label
 
 
+def tags_hint(path: Path, column: str, cells: list[str]) -> str | None:
+    """A line for a single-label column that looks like tags (Human Protein's `Id,Target` with
+    "16 0"): cells with spaces whose every word is also a whole label elsewhere. Only a hint:
+    the rule decides, and "sea lion" beside "seal" stays one class."""
+    words = [cell.split() for cell in cells]
+    singles = {number_name(w[0]) or w[0] for w in words if len(w) == 1}
+    multiple = [w for w in words if len(w) > 1]
+    if not multiple or not all((number_name(word) or word) in singles for w in multiple for word in w):
+        return None
+    return (f"{path}: {len(multiple):,} '{column}' cells hold several labels that are classes on their own "
+            f"(e.g. '{' '.join(multiple[0])}'); each is read as one class. If they are tags, pass --multi-label")
+
+
 def row_tags(header: list[str], rows: list[tuple[int, list[str]]], label: int | list[int]) -> list[list[str] | None]:
     """Each row's tags: split from its tags cell, or the names of its 0/1 columns holding 1.
     None for a row whose tags cell (or any of its 0/1 cells) is empty: a row to fill or delete."""
