@@ -109,9 +109,10 @@ def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: Model
                     plan.notes + task_notes + tuple(notes), splits.multi_label)
 
 
-# What a multi-label run cannot do yet, each with the flag that asks for it.
-NOT_MULTI_LABEL = {"class_weights": ("none", "--class-weights"), "sampler": ("shuffle", "--sampler balanced"),
-                   "mixup": (0.0, "--mixup"), "cutmix": (0.0, "--cutmix")}
+# What a multi-label run cannot do yet: (config section, field, its "off" value, the flag that turns it on).
+NOT_MULTI_LABEL = (("train", "class_weights", "none", "--class-weights"),
+                   ("data", "sampler", "shuffle", "--sampler balanced"),
+                   ("train", "mixup", 0.0, "--mixup"), ("train", "cutmix", 0.0, "--cutmix"))
 
 
 def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str, ...]]:
@@ -119,9 +120,8 @@ def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str,
     says about it, and a ConfigError for settings the task cannot honour."""
     monitor = config.train.monitor
     if multi_label:
-        for name, (off, flag) in NOT_MULTI_LABEL.items():
-            section = config.data if hasattr(config.data, name) else config.train
-            if getattr(section, name) != off:
+        for section, name, off, flag in NOT_MULTI_LABEL:
+            if getattr(getattr(config, section), name) != off:
                 raise ConfigError(f"{flag} is for single-label data; this CSV is multi-label (tags) - drop {flag}")
         if monitor == "balanced_acc":
             raise ConfigError("--monitor balanced_acc is for single-label data; use map, macro_f1, val_acc "
