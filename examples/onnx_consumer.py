@@ -50,16 +50,30 @@ def preprocess(pixels: np.ndarray, spec: dict) -> np.ndarray:
 
 
 def classify(model_path: str, image_paths: list[str]) -> list[tuple[str, str, float]]:
-    """(image, predicted class name, softmax probability) for each image."""
+    """(image, predicted class name, softmax probability) for each image; for a multi-label model
+    (metadata "multi_label"), (image, its classes over their thresholds space-separated, the lowest
+    sigmoid probability among them, or the highest of all when there are none)."""
     session = onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     spec, names = json.loads(meta["preprocess"]), json.loads(meta["class_names"])
     batch = np.stack([preprocess(decode(path, spec["channels"]), spec) for path in image_paths])
     logits = session.run([meta["output_name"]], {meta["input_name"]: batch})[0]
+    if meta.get("multi_label") == "true":
+        return tags(image_paths, names, logits, np.asarray(json.loads(meta["thresholds"])))
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     best = probs.argmax(axis=1)
     return [(path, names[k], float(probs[i, k])) for i, (path, k) in enumerate(zip(image_paths, best))]
+
+
+def tags(image_paths: list[str], names: list[str], logits: np.ndarray, thresholds: np.ndarray):
+    probs = (1 / (1 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    rows = []
+    for path, row in zip(image_paths, probs):
+        over = row >= thresholds
+        rows.append((path, " ".join(name for name, on in zip(names, over) if on),
+                     float(row[over].min() if over.any() else row.max())))
+    return rows
 
 
 if __name__ == "__main__":

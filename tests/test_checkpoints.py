@@ -2,6 +2,7 @@ import os
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -23,6 +24,21 @@ def test_model_file_round_trip_keeps_outputs_and_metadata(tmp_path):
     assert torch.equal(loaded(x), net(x))
     assert read_meta(tmp_path / "m.safetensors")["class_names"] == ["a", "b", "c", "d"]
     assert not loaded.training
+
+
+def test_a_multi_label_head_round_trips_and_its_classifier_reads_tags(tmp_path):
+    net = visionfit.create_model("lenet_relu", num_classes=3).eval()
+    meta = model_meta("lenet_relu", ["cat", "dog", "owl"], multi_label=True, thresholds=[0.3, 0.5, 0.9])
+    save_model_file(tmp_path / "m.safetensors", net, meta)
+    assert read_meta(tmp_path / "m.safetensors")["thresholds"] == [0.3, 0.5, 0.9]
+    classifier = load_classifier(tmp_path / "m.safetensors")
+    assert classifier.multi_label and classifier.tags(np.array([0.3, 0.49, 0.95])) == ["cat", "owl"]
+    assert not load_classifier(net_with_meta(tmp_path, net)).multi_label  # a file without the field: single-label
+
+
+def net_with_meta(tmp_path, net) -> Path:
+    save_model_file(tmp_path / "single.safetensors", net, model_meta("lenet_relu", ["cat", "dog", "owl"]))
+    return tmp_path / "single.safetensors"
 
 
 def test_plain_weights_are_not_mistaken_for_a_model_file(tmp_path):

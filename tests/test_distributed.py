@@ -55,3 +55,47 @@ def test_two_processes_match_one_process_with_the_combined_batch(tmp_path):
     # Metrics are summed over both processes: the same images were counted.
     assert single["history"][-1]["val_acc"] == pytest.approx(double["history"][-1]["val_acc"])
     assert single["history"][-1]["loss"] == pytest.approx(double["history"][-1]["loss"], rel=1e-4)
+
+
+def _gathered_tally(rank: int, port: int, queue) -> None:
+    """One of two Gloo processes: tally its own rows (rank 0: 3, rank 1: 5) of the same outputs."""
+    import torch.distributed as dist
+
+    from visionfit.train.distributed import Distributed
+    from visionfit.train.multilabel import MultiLabel
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    logits, targets = _tally_outputs()
+    rows = slice(0, 3) if rank == 0 else slice(3, 8)
+    task = MultiLabel()
+    tally = task.tally(torch.device("cpu"))
+    tally.add(logits[rows], targets[rows], task.eval_loss_sum(logits[rows], targets[rows]))
+    metrics = tally.result(Distributed(rank=rank, world_size=2))
+    if rank == 0:
+        queue.put(metrics)
+    dist.destroy_process_group()
+
+
+def _tally_outputs():
+    generator = torch.Generator().manual_seed(0)
+    targets = (torch.rand(8, 3, generator=generator) < 0.5).long()
+    targets[0] = 1
+    return torch.randn(8, 3, generator=generator) + targets, targets
+
+
+@pytest.mark.slow
+def test_a_multi_label_tally_over_two_processes_equals_one_over_all_rows():
+    import torch.multiprocessing as mp
+
+    from visionfit.train.multilabel import MultiLabel
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_gathered_tally, args=(free_port(), queue), nprocs=2)
+    logits, targets = _tally_outputs()
+    tally = MultiLabel().tally(torch.device("cpu"))
+    tally.add(logits, targets, MultiLabel().eval_loss_sum(logits, targets))
+    expected = tally.result()
+    gathered = queue.get()
+    assert gathered["thresholds"] == pytest.approx(expected["thresholds"])
+    assert {k: gathered[k] for k in ("loss", "map", "micro_f1", "acc")} == pytest.approx(
+        {k: expected[k] for k in ("loss", "map", "micro_f1", "acc")})

@@ -134,7 +134,26 @@ def check_meta(meta, source: str) -> dict:
     for field in ("mean", "std"):
         _check_statistics(field, meta[field], meta["in_channels"], source)
     _check_preset(meta["preset"], meta, source)
+    _check_head(meta, source)
     return meta
+
+
+def _check_head(meta: dict, source: str) -> None:
+    """A multi-label head ("multi_label": true) comes with one threshold in [0, 1] per class;
+    a single-label one (false, or absent in files from before multi-label) with none."""
+    multi_label = meta.get("multi_label", False)
+    if not isinstance(multi_label, bool):
+        raise _malformed(source, f"'multi_label' is {_kind(multi_label)}, not true or false")
+    if not multi_label:
+        if "thresholds" in meta:
+            raise _malformed(source, "it has 'thresholds' but is not multi-label")
+        return
+    thresholds, classes = meta.get("thresholds"), len(meta["class_names"])
+    numbers = isinstance(thresholds, list) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds)
+    if not numbers or len(thresholds) != classes:
+        raise _malformed(source, f"'thresholds' is {str(thresholds)[:60]}, not {classes} number(s) from 0 to 1, "
+                                 "one per class of a multi-label model")
 
 
 def _check_class_names(names: list, source: str) -> None:

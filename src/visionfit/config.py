@@ -47,6 +47,7 @@ class DataConfig:
     download_dir: str | None = option(None, "where named datasets download to; default: ~/.cache/visionfit/datasets")
     label_column: str | None = option(None, "the CSV column that holds the classes, when it is not named label, class, category or target")
     image_column: str | None = option(None, "the CSV column that holds the image paths, when it is not named image, file, filename, path or id")
+    multi_label: bool | None = option(None, "each image has a set of classes (sigmoid head, BCE loss): read the CSV's label column as space-separated tags; default: multi-label when the label column is named tags or labels, or when the CSV has one 0/1 column per class; --no-multi-label reads a tags/labels column as one class per row")
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class TrainConfig:
     mix_prob: float = option(1.0, "probability that a batch is mixed, when --mixup or --cutmix is on")
     ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too")
     class_weights: str = option("none", "weight the training loss per class: none, auto (inverse frequency) or effective (effective number of samples); a rare class's images then each weigh up to the class-size ratio more, so a smaller --lr may suit", choices=["none", "auto", "effective"])
-    monitor: str = option("val_acc", "the metric that picks the best model and drives --patience (its training counterpart when there is no validation)", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc"])
+    monitor: str | None = option(None, "the metric that picks the best model and drives --patience (its training counterpart when there is no validation; map: mean average precision, multi-label only); default: val_acc, or map for multi-label data", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc", "map"])
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
 
 

@@ -25,7 +25,7 @@ from .models.partial import LoadReport, load_weights
 from .models.safety import build_described
 from .models.transfer import model_classes, replace_head
 from .models.weights import WeightSource, weight_source
-from .resolve import ModelSpec, RecipeChoice, model_spec, resolve, resolve_recipe, saved_plan
+from .resolve import ModelSpec, RecipeChoice, model_spec, resolve, resolve_recipe, saved_plan, task_settings
 from .train.distributed import Distributed
 from .train.elastic import attempt_key, earlier_attempt, is_restart, mark_attempt
 from .train.run_dir import check_project, create_run_dir
@@ -68,6 +68,7 @@ def _fresh(config: Config, module: nn.Module | None, recipe: RecipeChoice) -> Fi
         return _resume(earlier, data, {}, trust_code=True)
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
+    task_settings(config, splits.multi_label)  # settings the task cannot honour are refused before any decoding
     source = _weight_source(config, module)
     weights = source.preprocessing if source else None
     plan = plan_input(config.data, splits.train, _natural_size(config, module), weights)

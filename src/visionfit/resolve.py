@@ -123,6 +123,7 @@ class Resolved:
     run_dir: Path
     notes: tuple[str, ...] = ()  # what was decided and why, in the order it was decided
     recipe: RecipeChoice | None = None  # the training recipe and where each of its values came from
+    multi_label: bool = False  # a set of classes per image: sigmoid head, BCE (train/multilabel.py)
 
     def to_dict(self) -> dict:
         input_plan = dataclasses.asdict(self.plan)
@@ -137,6 +138,7 @@ class Resolved:
             "run_dir": str(self.run_dir),
             "notes": list(self.notes),
             "recipe": self.recipe.to_dict() if self.recipe else None,
+            "multi_label": self.multi_label,
         }
 
     def record(self) -> dict:
@@ -158,6 +160,7 @@ class Resolved:
             "visionfit_version": __version__,
             "dataset": self.dataset,
             "weights": self.model.weights,
+            "multi_label": self.multi_label,  # the Checkpointer adds its "thresholds" each epoch
         }
 
 
@@ -165,8 +168,37 @@ def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: Model
             notes: tuple[str, ...] = (), recipe: RecipeChoice | None = None) -> Resolved:
     """The one place the run's spec is assembled; see the module docstring."""
     splits = prepared.splits
+    config, task_notes = task_settings(config, splits.multi_label)
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
-                    plan.notes + tuple(notes), recipe)
+                    plan.notes + task_notes + tuple(notes), recipe, splits.multi_label)
+
+
+# What a multi-label run cannot do yet: (config section, field, its "off" value, the flag that turns it on).
+NOT_MULTI_LABEL = (("train", "class_weights", "none", "--class-weights"),
+                   ("data", "sampler", "shuffle", "--sampler balanced"),
+                   ("train", "mixup", 0.0, "--mixup"), ("train", "cutmix", 0.0, "--cutmix"))
+
+
+def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str, ...]]:
+    """The config with --monitor decided (map for multi-label data, else val_acc), what the run
+    says about it, and a ConfigError for settings the task cannot honour."""
+    monitor = config.train.monitor
+    if multi_label:
+        for section, name, off, flag in NOT_MULTI_LABEL:
+            if getattr(getattr(config, section), name) != off:
+                raise ConfigError(f"{flag} is for single-label data; this CSV is multi-label (tags) - drop {flag}")
+        if monitor == "balanced_acc":
+            raise ConfigError("--monitor balanced_acc is for single-label data; use map, macro_f1, val_acc "
+                              "(exact match) or val_loss for multi-label")
+    elif monitor == "map":
+        raise ConfigError("--monitor map is for multi-label data; use val_acc, val_loss, macro_f1 or balanced_acc")
+    if monitor is None:
+        config = config.replace(monitor="map" if multi_label else "val_acc")
+    if not multi_label:
+        return config, ()
+    why = "--multi-label" if config.data.multi_label else "a tags/labels column, or one 0/1 column per class"
+    return config, (f"multi-label ({why}): a sigmoid per class, binary cross-entropy; per-class thresholds "
+                    f"chosen on validation for the best F1; best model by {config.train.monitor}",)
 
 
 def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:

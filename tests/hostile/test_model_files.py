@@ -180,11 +180,19 @@ def _without(field: str) -> dict:
      "its preprocessing is for 1 x 64 px input"),
     (meta_with(preprocess={**model_meta()["preprocess"], "resize_side": 10 ** 9}), "resize_side"),
     (meta_with(format="visionfit-model/9"), "format 'visionfit-model/9'; this visionfit reads visionfit-model/1"),
+    (meta_with(multi_label="yes"), "'multi_label' is text, not true or false"),
+    (meta_with(multi_label=True), "'thresholds' is None, not 3 number"),
+    (meta_with(multi_label=True, thresholds=[0.5, 0.5]), r"'thresholds' is \[0.5, 0.5\], not 3 number"),
+    (meta_with(multi_label=True, thresholds=[0.5, float("nan"), 0.5]), "not 3 number.* from 0 to 1"),
+    (meta_with(multi_label=True, thresholds=[0.5, 1.5, True]), "not 3 number.* from 0 to 1"),
+    (meta_with(thresholds=[0.5, 0.5, 0.5]), "it has 'thresholds' but is not multi-label"),
 ], ids=["not-json", "json-list", "nested-100000-deep", "no-architecture", "no-class_names", "no-preset",
         "int-class-names", "duplicate-class-names", "no-classes", "in_channels-text", "in_channels-bool",
         "architecture-list", "nan-mean", "zero-std", "mean-per-wrong-channels", "preset-incomplete",
         "preset-unknown-auto-augment", "preset-erasing-above-1",
-        "preprocess-incomplete", "preprocess-other-size", "preprocess-huge-resize", "newer-format"])
+        "preprocess-incomplete", "preprocess-other-size", "preprocess-huge-resize", "newer-format",
+        "multi_label-text", "multi_label-no-thresholds", "thresholds-too-few", "thresholds-nan",
+        "thresholds-out-of-range", "thresholds-single-label"])
 def test_malformed_metadata(tmp_path, capsys, meta, match):
     path = write_model_file(tmp_path / "m.safetensors", meta)
     assert re.search(match, cli_error(capsys, "summary", path))

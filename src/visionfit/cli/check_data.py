@@ -3,6 +3,7 @@
     visionfit check-data --data train.csv --images images/
     visionfit check-data --data hymenoptera/
 """
+import argparse
 import dataclasses
 import sys
 
@@ -10,7 +11,7 @@ from ..config import DataConfig, TrainConfig
 
 # The options of `visionfit train` that decide what the data is and how it is split, with their types.
 DATA_OPTIONS = {"data": str, "images": str, "val_data": str, "val_split": float, "label_column": str,
-                "image_column": str, "download_dir": str, "seed": int}
+                "image_column": str, "multi_label": bool, "download_dir": str, "seed": int}
 
 
 def add_commands(commands) -> None:
@@ -23,7 +24,10 @@ def add_commands(commands) -> None:
     )
     help_of = {f.name: f.metadata["help"] for kind in (DataConfig, TrainConfig) for f in dataclasses.fields(kind)}
     for name, kind in DATA_OPTIONS.items():  # help as `visionfit train --help` gives it
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, help=help_of[name])
+        if kind is bool:
+            parser.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, help=help_of[name])
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), type=kind, help=help_of[name])
     parser.add_argument("--workers", type=int, help="file reading threads (default: one per core, at most 8)")
     parser.set_defaults(command=run_check_data)
 

@@ -106,7 +106,8 @@ def run_predict(args) -> None:
     if "true" in (rows[0] if rows else {}):
         scored = [row for row in rows if not row["error"]]
         correct = sum(row["label"] == row["true"] for row in scored)
-        print(f"accuracy on the labelled input: {correct / max(1, len(scored)):.2%} ({correct:,}/{len(scored):,})")
+        measure = "accuracy" if "confidence" in rows[0] else "exact-match ratio (every tag right)"  # multi-label
+        print(f"{measure} on the labelled input: {correct / max(1, len(scored)):.2%} ({correct:,}/{len(scored):,})")
     for line in failure_lines(rows, args.format):
         print(line, file=sys.stderr)
 

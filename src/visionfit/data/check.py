@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .decode import is_huge
-from .samples import DatasetSplits, Samples
+from .samples import DatasetSplits, Samples, label_text
 from .scan import FAULT_KINDS, duplicate_groups, group_ids, label_conflicts, leaked_rows, with_scan
-from .sources import (DEFAULT_VAL_SPLIT, check_val_split, load_source, load_split, refuse_conflicting_validation,
-                      refuse_same_data, split_train_val)
+from .sources import (DEFAULT_VAL_SPLIT, check_val_split, load_source, load_split, present_classes,
+                      refuse_conflicting_validation, refuse_same_data, split_train_val)
 from .table import EMPTY_LABEL, MISSING_FILE
 
 IMBALANCE_LIMIT = 10.0  # largest class / smallest class above which imbalance is a problem
@@ -68,7 +68,8 @@ class DataReport:
 
 def check_data(data=None, images: str | None = None, val_data: str | None = None, val_split: float | None = None,
                seed: int = 0, download_dir: str | None = None, label_column: str | None = None,
-               image_column: str | None = None, workers: int | None = None) -> DataReport:
+               image_column: str | None = None, workers: int | None = None,
+               multi_label: bool | None = None) -> DataReport:
     """Check `data` as `visionfit train --data` reads it (same options); see the module docstring.
 
     Data that cannot be read at all (no such folder, an unreadable CSV, validation from
@@ -77,10 +78,10 @@ def check_data(data=None, images: str | None = None, val_data: str | None = None
     refuse_same_data(data, val_data)
     check_val_split(val_split)
     bad_rows: list[tuple[str, str]] = []
-    splits = load_source(data, images, download_dir, label_column, image_column, bad_rows)
+    splits = load_source(data, images, download_dir, label_column, image_column, bad_rows, multi_label)
     refuse_conflicting_validation(splits, val_data, val_split)
     given_val = None if val_data is None else load_split(val_data, images, splits.class_names, label_column,
-                                                         image_column, bad_rows)
+                                                         image_column, bad_rows, splits.multi_label or None)
     val = given_val if given_val is not None else splits.val
     scanned = {name: with_scan(samples, decode_fully=True, workers=workers)
                for name, samples in (("train", splits.train), ("validation", val), ("test", splits.test))
@@ -105,7 +106,11 @@ def check_data(data=None, images: str | None = None, val_data: str | None = None
 def _title(splits: DatasetSplits, scanned: dict[str, Samples], fraction: float, seed: int, split_here: bool) -> str:
     counts = ", ".join(f"{name} {len(samples):,} images" for name, samples in scanned.items())
     held_out = f"; visionfit holds out {fraction:g} of train for validation (seed {seed})" if split_here else ""
-    return f"check-data {splits.name}: {counts}, {len(splits.class_names)} classes{held_out}"
+    kind = ""
+    if splits.multi_label:
+        tags = splits.train.labels.sum(axis=1).mean() if splits.train is not None else float("nan")
+        kind = f" (multi-label: {tags:.2f} tags per training image; a sigmoid per class)"
+    return f"check-data {splits.name}: {counts}, {len(splits.class_names)} classes{kind}{held_out}"
 
 
 def _file_findings(scanned: dict[str, Samples]) -> list[Finding]:
@@ -125,8 +130,8 @@ def _duplicate_findings(scanned: dict[str, Samples], class_names: list[str]) -> 
         groups = duplicate_groups(samples.scan.keys)
         duplicates += [" = ".join(samples.origin[row] for row in rows) for rows in groups]
         if samples.labelled:
-            conflicts += [f"{samples.origin[one]} is '{class_names[samples.labels[one]]}', "
-                          f"{samples.origin[other]} is '{class_names[samples.labels[other]]}'"
+            conflicts += [f"{samples.origin[one]} is '{label_text(samples.labels[one], class_names)}', "
+                          f"{samples.origin[other]} is '{label_text(samples.labels[other], class_names)}'"
                           for one, other in label_conflicts(groups, samples.labels)]
     return [Finding("duplicate images", duplicates), Finding("identical images, different labels", conflicts)]
 
@@ -153,16 +158,16 @@ def _class_findings(class_names: list[str], source_train: Samples | None,
     training data, and the classes validation has no image of."""
     if source_train is None or not source_train.labelled:
         return [Finding("classes", problem=False, summary="no labels: images to predict on")]
-    present = np.flatnonzero(np.bincount(source_train.labels, minlength=len(class_names)))
+    present = np.flatnonzero(class_counts(source_train.labels, len(class_names)))
     train, val = train_val
     val = val if val is not None and val.labelled else None
-    return [_classes(class_names, present, train, val), _imbalance(source_train.labels, present),
+    return [_classes(class_names, present, train, val), _imbalance(class_counts(source_train.labels), present),
             _classes_without_validation(class_names, present, val)]
 
 
 def _classes(class_names: list[str], present: np.ndarray, train: Samples, val: Samples | None) -> Finding:
-    train_counts = np.bincount(train.labels, minlength=len(class_names))
-    val_counts = None if val is None else np.bincount(val.labels, minlength=len(class_names))
+    train_counts = class_counts(train.labels, len(class_names))
+    val_counts = None if val is None else class_counts(val.labels, len(class_names))
     per_class = [f"{class_names[label]}: train {train_counts[label]:,}"
                  + ("" if val_counts is None else f", validation {val_counts[label]:,}") for label in present]
     if len(present) < 2:
@@ -177,12 +182,17 @@ def _classes_without_validation(class_names: list[str], present: np.ndarray, val
     check = "classes without validation images"
     if val is None:
         return Finding(check, problem=False, summary="no validation split")
-    in_val = set(val.labels.tolist())
+    in_val = set(present_classes(val.labels).tolist())
     return Finding(check, [class_names[label] for label in present if label not in in_val], problem=False)
 
 
-def _imbalance(labels: np.ndarray, present: np.ndarray) -> Finding:
-    counts = np.bincount(labels)[present]
+def class_counts(labels: np.ndarray, classes: int = 0) -> np.ndarray:
+    """Images per class (a multi-label image counts for each of its classes)."""
+    return labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=classes)
+
+
+def _imbalance(counts_per_class: np.ndarray, present: np.ndarray) -> Finding:
+    counts = counts_per_class[present]
     largest, smallest = (int(counts.max()), int(counts.min())) if len(counts) else (0, 0)
     ratio = largest / smallest if smallest else 0.0
     summary = f"largest/smallest class {ratio:.1f} ({largest:,} / {smallest:,} images)"

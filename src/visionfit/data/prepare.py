@@ -98,7 +98,8 @@ def resolve_splits(data_cfg, seed: int) -> DatasetSplits:
     else:
         splits = resolve(data_cfg.data, images=data_cfg.images, val_data=data_cfg.val_data,
                          val_split=data_cfg.val_split, seed=seed, download_dir=data_cfg.download_dir,
-                         label_column=data_cfg.label_column, image_column=data_cfg.image_column)
+                         label_column=data_cfg.label_column, image_column=data_cfg.image_column,
+                         multi_label=data_cfg.multi_label)
     if data_cfg.max_per_class and splits.train is not None:
         splits = dataclasses.replace(splits, train=limit_per_class(splits.train, data_cfg.max_per_class, seed))
     return splits

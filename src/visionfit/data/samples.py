@@ -19,7 +19,8 @@ UNLABELLED = -1
 class Samples:
     """One split. Exactly one of `paths` / `images` is set.
 
-    labels: int64 class indices, UNLABELLED (-1) for a test set without labels.
+    labels: int64 class indices N, UNLABELLED (-1) for a test set without labels; or, for
+            multi-label data, 0/1 int64 N x K (row i: which of the K classes image i has).
     images: uint8, N x H x W (grey) or N x H x W x C.
     origin: where each sample came from, for messages and prediction CSVs
             (a file path, or "name[index]" for array samples).
@@ -51,6 +52,11 @@ class Samples:
     def labelled(self) -> bool:
         return bool(len(self.labels)) and bool((self.labels != UNLABELLED).all())
 
+    @property
+    def multi_label(self) -> bool:
+        """Each image has a set of classes (labels N x K 0/1) rather than one."""
+        return self.labels.ndim == 2
+
     def subset(self, indices: np.ndarray) -> "Samples":
         indices = np.asarray(indices, dtype=np.int64)
         return Samples(
@@ -80,3 +86,36 @@ class DatasetSplits:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def multi_label(self) -> bool:
+        return any(split is not None and split.multi_label for split in (self.train, self.val, self.test))
+
+
+def strata(labels: np.ndarray) -> np.ndarray:
+    """One class index per image, for splitting and sampling by class: the label itself, or for
+    multi-label rows the image's rarest class (so rare classes reach validation too); images
+    without any class form group K."""
+    if labels.ndim == 1:
+        return labels
+    counts = labels.sum(axis=0)
+    rarity = np.where(labels > 0, counts[None, :], np.iinfo(np.int64).max)
+    return np.where(labels.any(axis=1), rarity.argmin(axis=1), labels.shape[1])
+
+
+def label_text(label: np.ndarray | int, class_names: list[str]) -> str:
+    """A label as a person reads it: the class name, or a multi-label row's names joined by spaces."""
+    if np.ndim(label) == 0:
+        return class_names[int(label)]
+    return " ".join(class_names[k] for k in np.flatnonzero(label))
+
+
+def number_name(cell: str) -> str | None:
+    """'3', '3.0' and '03' all name class '3'; None for a cell that is not a finite number."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    if not np.isfinite(value):
+        return None
+    return str(int(value)) if value.is_integer() else str(value)

@@ -155,7 +155,7 @@ def label_conflicts(groups: list[list[int]], labels: np.ndarray) -> list[tuple[i
     first row labelled otherwise."""
     conflicts = []
     for rows in groups:
-        others = [row for row in rows[1:] if labels[row] != labels[rows[0]]]
+        others = [row for row in rows[1:] if np.any(labels[row] != labels[rows[0]])]  # multi-label: any tag
         if others:
             conflicts.append((rows[0], others[0]))
     return conflicts

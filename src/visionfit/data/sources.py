@@ -22,7 +22,7 @@ from .embedded import load_embedded
 from .folders import class_folders, is_split_folder, load_class_folders, load_image_folder, load_split_folders
 from .idx import is_idx_folder, load_idx_folder
 from .named import NAMED_DATASETS, load_named, named_key
-from .samples import DatasetSplits, Samples
+from .samples import DatasetSplits, Samples, label_text, strata
 from .scan import duplicate_groups, group_ids, label_conflicts, leaked_rows, with_scan
 from .table import load_csv
 
@@ -44,6 +44,7 @@ def resolve(
     download_dir: str | None = None,
     label_column: str | None = None,
     image_column: str | None = None,
+    multi_label: bool | None = None,
 ) -> DatasetSplits:
     """The dataset --data names, with its validation split settled and made leak-free.
 
@@ -51,17 +52,18 @@ def resolve(
     split), --val-data, or a stratified, seeded hold-out of val_split of train
     (0.2 when the source has none and val_split is None; 0 means no validation).
     `images` is the root for relative paths in CSVs, --val-data's included;
-    label_column / image_column name a CSV's columns (--val-data's too).
+    label_column / image_column name a CSV's columns (--val-data's too); multi_label says how
+    to read them (see data/tags.py; None decides from the CSV).
     """
     refuse_same_data(data, val_data)
     check_val_split(val_split)
-    splits = load_source(data, images, download_dir, label_column, image_column)
+    splits = load_source(data, images, download_dir, label_column, image_column, multi_label=multi_label)
     refuse_conflicting_validation(splits, val_data, val_split)
     if splits.train is None:
         return splits
     refuse_single_class(splits)
     given_val = None if val_data is None else _labelled_split(val_data, images, splits.class_names, label_column,
-                                                              image_column)
+                                                              image_column, splits.multi_label)
     fraction = DEFAULT_VAL_SPLIT if val_split is None else val_split
     return settle_validation(splits, seed, fraction, given_val, f"--val-data {val_data}")
 
@@ -85,6 +87,9 @@ def refuse_single_class(splits: DatasetSplits) -> None:
     """
     train = splits.train
     usable = train.labels if train.scan is None else train.labels[[fault is None for fault in train.scan.faults]]
+    if train.multi_label:
+        _refuse_constant_tags(splits, usable)
+        return
     present = np.unique(usable)
     if len(present) >= 2:
         return
@@ -99,6 +104,16 @@ def refuse_single_class(splits: DatasetSplits) -> None:
     )
 
 
+def _refuse_constant_tags(splits: DatasetSplits, usable: np.ndarray) -> None:
+    """Multi-label data teaches something when some class is on some images and off others."""
+    if len(usable) and (usable.min(axis=0) != usable.max(axis=0)).any():
+        return
+    if not len(usable):
+        raise DataError(f"{splits.name} has no readable training images; add images")
+    raise DataError(f"every training image of {splits.name} has the same tags "
+                    f"('{label_text(usable[0], splits.class_names)}'); a classifier needs images that differ in them")
+
+
 def check_val_split(val_split: float | None) -> None:
     if val_split is not None and not 0 <= val_split < 1:
         raise ConfigError(f"--val-split {val_split} must be in [0, 1), e.g. 0.2")
@@ -106,11 +121,16 @@ def check_val_split(val_split: float | None) -> None:
 
 def load_source(data: str | Path | None, images: str | None = None, download_dir: str | None = None,
                 label_column: str | None = None, image_column: str | None = None,
-                bad_rows: list | None = None) -> DatasetSplits:
+                bad_rows: list | None = None, multi_label: bool | None = None) -> DatasetSplits:
     """The splits a source has of its own, before any hold-out.
 
     bad_rows: see table.load_csv (a list collects a CSV's bad rows instead of refusing them).
+    multi_label: how to read a CSV's labels (data/tags.py); True for any other source is an error.
     """
+    path = None if data is None else Path(data).expanduser()
+    if multi_label and not (path is not None and path.is_file() and path.suffix.lower() == ".csv"):
+        raise ConfigError(f"--multi-label needs a CSV whose label cells hold space-separated tags (or one 0/1 column "
+                          f"per class); --data {data or '(the bundled sample)'} is not one; drop --multi-label")
     if data is None:
         return load_embedded()
     path = Path(data).expanduser()
@@ -119,7 +139,7 @@ def load_source(data: str | Path | None, images: str | None = None, download_dir
         return load_named(str(data), download_dir)
     if path.is_file() and path.suffix.lower() == ".csv":
         class_names, samples = load_csv(path, images, label_column=label_column, image_column=image_column,
-                                        bad_rows=bad_rows)
+                                        bad_rows=bad_rows, multi_label=multi_label)
         if not samples.labelled:  # no label column: a test set to predict on
             return DatasetSplits(path.stem, [], train=None, test=samples)
         return DatasetSplits(path.stem, class_names, samples)
@@ -142,15 +162,16 @@ def _load_folder(path: Path) -> DatasetSplits:
 
 def load_split(data: str | Path, images: str | None = None, class_names: list[str] | None = None,
                label_column: str | None = None, image_column: str | None = None,
-               bad_rows: list | None = None) -> Samples:
+               bad_rows: list | None = None, multi_label: bool | None = None) -> Samples:
     """One split from a CSV or a folder, labelled with `class_names` (a trained model's).
 
     For --val-data, `visionfit eval` and `visionfit predict`: a folder without
     class subfolders, or a CSV with only an image column, comes back unlabelled.
+    multi_label: True for a multi-label model's data (a CSV's label column is read as tags).
     """
     path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
-        return load_csv(path, images, class_names, label_column, image_column, bad_rows)[1]
+        return load_csv(path, images, class_names, label_column, image_column, bad_rows, multi_label)[1]
     if path.is_dir():
         return load_image_folder(path, class_names)
     raise DataError(f"{data} is not a CSV file or a folder of images; give one of those")
@@ -181,7 +202,12 @@ def relabel(samples: Samples, source_names: list[str], target_names: list[str]) 
         raise DataError(f"classes {unknown[:5]} are not among the model's classes {target_names[:10]}; "
                         "evaluate on data with the classes the model was trained on")
     lookup = np.array([target_names.index(name) for name in source_names], dtype=np.int64)
-    return Samples(labels=lookup[samples.labels], paths=samples.paths, images=samples.images, origin=samples.origin)
+    if samples.multi_label:  # column j of the source is class lookup[j] of the model
+        labels = np.zeros((len(samples), len(target_names)), dtype=np.int64)
+        labels[:, lookup] = samples.labels
+    else:
+        labels = lookup[samples.labels]
+    return Samples(labels=labels, paths=samples.paths, images=samples.images, origin=samples.origin)
 
 
 def refuse_conflicting_validation(splits: DatasetSplits, val_data, val_split) -> None:
@@ -206,8 +232,9 @@ def refuse_conflicting_validation(splits: DatasetSplits, val_data, val_split) ->
         raise ConfigError(f"validation data comes from both {given[0]} and {given[1]}; drop one")
 
 
-def _labelled_split(val_data: str, images, class_names: list[str], label_column, image_column) -> Samples:
-    samples = load_split(val_data, images, class_names, label_column, image_column)
+def _labelled_split(val_data: str, images, class_names: list[str], label_column, image_column,
+                    multi_label: bool) -> Samples:
+    samples = load_split(val_data, images, class_names, label_column, image_column, multi_label=multi_label or None)
     if not samples.labelled:
         raise DataError(
             f"--val-data {val_data} has no labels (no class subfolders or label column); validation needs labels"
@@ -273,15 +300,20 @@ def _report_duplicates(train: Samples, class_names: list[str], split_here: bool)
     if conflicts:
         one, other = conflicts[0]
         _tell(f"identical images carry different labels in {_count(len(conflicts), 'group')} "
-              f"(e.g. {train.origin[one]} is '{class_names[train.labels[one]]}', "
-              f"{train.origin[other]} is '{class_names[train.labels[other]]}'); fix the labels")
+              f"(e.g. {train.origin[one]} is '{label_text(train.labels[one], class_names)}', "
+              f"{train.origin[other]} is '{label_text(train.labels[other], class_names)}'); fix the labels")
 
 
 def _report_classes_without_validation(train: Samples, val: Samples | None, class_names: list[str]) -> None:
-    in_val = set() if val is None else set(val.labels.tolist())
-    missing = [class_names[label] for label in np.unique(train.labels) if label not in in_val]
+    in_val = set() if val is None else set(present_classes(val.labels).tolist())
+    missing = [class_names[label] for label in present_classes(train.labels) if label not in in_val]
     if missing:
         _tell(f"classes without validation images (one image, or only identical copies): {', '.join(missing)}")
+
+
+def present_classes(labels: np.ndarray) -> np.ndarray:
+    """The class indices that label at least one image (sorted)."""
+    return np.flatnonzero(labels.any(axis=0)) if labels.ndim == 2 else np.unique(labels)
 
 
 def _count(number: int, noun: str) -> str:
@@ -297,12 +329,13 @@ def split_train_val(samples: Samples, fraction: float, seed: int,
                     groups: np.ndarray | None = None) -> tuple[Samples, Samples | None]:
     """Hold out `fraction` of each class (rounded, but at least one image of every class that has
     two), seeded; every class keeps at least one training sample. Rows that share a `groups` id
-    (identical images) land on the same side, with the class of their first row.
+    (identical images) land on the same side, with the class of their first row. Multi-label
+    images are stratified by their rarest class (samples.strata).
 
     Both parts keep the source's order. Returns val None when no class can spare any.
     """
     groups = np.arange(len(samples)) if groups is None else np.asarray(groups)
-    val_rows = _held_out_rows(samples.labels, fraction, seed, groups)
+    val_rows = _held_out_rows(strata(samples.labels), fraction, seed, groups)
     if not len(val_rows):
         return samples, None
     train_rows = np.setdiff1d(np.arange(len(samples)), val_rows)
@@ -331,8 +364,10 @@ def _held_out_rows(labels: np.ndarray, fraction: float, seed: int, groups: np.nd
 def limit_per_class(samples: Samples, per_class: int, seed: int) -> Samples:
     """At most `per_class` samples of each class, drawn with `seed`, in the source's order.
 
-    For few-shot runs and quick comparisons on a slice of a big dataset.
+    For few-shot runs and quick comparisons on a slice of a big dataset. Multi-label images
+    count towards their rarest class (samples.strata).
     """
     rng = np.random.default_rng(seed)
-    rows = [rng.permutation(np.flatnonzero(samples.labels == label))[:per_class] for label in np.unique(samples.labels)]
+    keys = strata(samples.labels)
+    rows = [rng.permutation(np.flatnonzero(keys == label))[:per_class] for label in np.unique(keys)]
     return samples.subset(np.sort(np.concatenate(rows)))

@@ -3,17 +3,20 @@
 Kaggle-style `id,label` and `image,label` files work as they are; --label-column and
 --image-column name other columns. A file with only an image column is an unlabelled
 test set, usable for prediction only; a header with other columns but none of the label
-names is refused rather than guessed.
+names is refused rather than guessed, unless they are one 0/1 column per class. Multi-label
+files (a `tags` column of space-separated classes, or those 0/1 columns) are read by tags.py's rule.
 """
 import csv
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .folders import IMAGE_SUFFIXES
-from .samples import UNLABELLED, Samples
+from .samples import UNLABELLED, Samples, number_name as _number_name
+from .tags import TAG_COLUMNS, encode_tags, indicator_columns, is_multi_label, row_tags, tags_hint
 
 # Column names we recognise, in order of preference; compared case-insensitively.
 IMAGE_COLUMNS = ("image", "file", "filename", "path", "id")
@@ -34,6 +37,7 @@ def load_csv(
     label_column: str | None = None,
     image_column: str | None = None,
     bad_rows: list[tuple[str, str]] | None = None,
+    multi_label: bool | None = None,
 ) -> tuple[list[str], Samples]:
     """Class names and samples of a CSV; relative paths resolve against `images`, else the CSV's folder.
 
@@ -44,16 +48,23 @@ def load_csv(
     the first few shown); given a `bad_rows` list, they are appended to it as (kind, text)
     instead and left out (check-data lists every one).
     Row numbers in messages are as a spreadsheet shows them (the header is row 1).
+    multi_label: None decides by tags.py's rule; True reads the label column as space-separated
+    tags, False as one class per row. Multi-label samples have N x K 0/1 labels.
     """
     header, rows = _read_rows(path)
-    image_index, label_index = _pick_columns(path, header, label_column, image_column)
+    image_index, label_index = _pick_columns(path, header, label_column, image_column, rows, multi_label)
+    multi = label_index is not None and is_multi_label(header, label_index, multi_label)
     root = Path(images).expanduser() if images else path.parent
     files = [_locate(_cell(row, image_index), root) for _, row in rows]
-    cells = [_cell(row, label_index) for _, row in rows] if label_index is not None else None
+    if label_index is None:
+        cells = None
+    else:
+        cells = row_tags(header, rows, label_index) if multi else [_cell(row, label_index) for _, row in rows]
     missing = [(number, _cell(row, image_index)) for (number, row), file in zip(rows, files) if file is None]
-    empty = [number for (number, _), cell in zip(rows, cells or []) if not cell]
+    empty = [number for (number, _), cell in zip(rows, cells or []) if not cell and cell != []]
     if bad_rows is None:
-        _refuse_bad_rows(path, root, header[label_index] if label_index is not None else "", missing, empty)
+        label_name = "" if label_index is None else _column_names(header, label_index)
+        _refuse_bad_rows(path, root, label_name, missing, empty)
     else:
         bad_rows += [(MISSING_FILE, f"{path.name} row {number}: {written or '(empty)'}") for number, written in missing]
         bad_rows += [(EMPTY_LABEL, f"{path.name} row {number}") for number in empty]
@@ -62,8 +73,20 @@ def load_csv(
     kept_files = [files[i] for i in keep]
     if cells is None:
         return [], Samples(labels=[UNLABELLED] * len(keep), paths=kept_files)
-    names, labels = _encode_labels(path, [(rows[i][0], cells[i]) for i in keep], class_names)
+    numbered = [(rows[i][0], cells[i]) for i in keep]
+    if multi:
+        columns = [header[i] for i in label_index] if isinstance(label_index, list) else None
+        names, labels = encode_tags(path, numbered, class_names, columns)
+    else:
+        hint = None if multi_label is False else tags_hint(path, header[label_index], [cell for _, cell in numbered])
+        if hint:
+            print(hint, file=sys.stderr)
+        names, labels = _encode_labels(path, numbered, class_names)
     return names, Samples(labels=labels, paths=kept_files)
+
+
+def _column_names(header: list[str], label: int | list[int]) -> str:
+    return "/".join(header[i] for i in label) if isinstance(label, list) else header[label]
 
 
 def _refuse_bad_rows(path: Path, root: Path, label_name: str, missing: list, empty: list) -> None:
@@ -107,9 +130,11 @@ def _delimiter(text: str) -> str:
 
 
 def _pick_columns(
-    path: Path, header: list[str], label_column: str | None = None, image_column: str | None = None
-) -> tuple[int, int | None]:
-    """Indices of the image column and the label column (None when the header has only an image column)."""
+    path: Path, header: list[str], label_column: str | None = None, image_column: str | None = None,
+    rows: list[tuple[int, list[str]]] | None = None, multi_label: bool | None = None,
+) -> tuple[int, int | list[int] | None]:
+    """Indices of the image column and the label column (None when the header has only an image
+    column; every other column's, when given `rows`, they are one 0/1 column per class)."""
     lowered = [name.lower() for name in header]
     if any(Path(name).suffix in IMAGE_SUFFIXES for name in lowered):
         raise DataError(
@@ -121,17 +146,20 @@ def _pick_columns(
         image = next((lowered.index(name) for name in IMAGE_COLUMNS if name in lowered), 0)
     label = _named_column(path, header, label_column, "--label-column")
     if label is None:
-        label = next((lowered.index(name) for name in LABEL_COLUMNS if name in lowered), None)
+        label = next((lowered.index(name) for name in LABEL_COLUMNS + TAG_COLUMNS if name in lowered), None)
     if label == image:
         raise DataError(f"{path}: column '{header[image]}' cannot hold both the images and the labels; "
                         "name the two columns with --image-column and --label-column")
     others = [name for i, name in enumerate(header) if i != image]
     if label is None and others:
+        indicators = None if rows is None or multi_label is False else indicator_columns(header, rows, image)
+        if indicators is not None:
+            return image, indicators
         # Guessing "the other column" once trained on a weight column as if it held classes.
         raise DataError(
-            f"{path} has no label column ({'/'.join(LABEL_COLUMNS)}) but other columns ({', '.join(others)}); "
-            "say which holds the classes with --label-column NAME, or keep only the image column "
-            "for images to predict on"
+            f"{path} has no label column ({'/'.join(LABEL_COLUMNS + TAG_COLUMNS)}) but other columns "
+            f"({', '.join(others)}); say which holds the classes with --label-column NAME, or keep only the image "
+            "column for images to predict on (multi-label: one column of 0/1 per class)"
         )
     return image, label
 
@@ -186,14 +214,3 @@ def _encode_labels(
             )
         labels.append(found)
     return list(class_names), np.asarray(labels, dtype=np.int64)
-
-
-def _number_name(cell: str) -> str | None:
-    """'3', '3.0' and '03' all name class '3'; None for a cell that is not a finite number."""
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    if not np.isfinite(value):
-        return None
-    return str(int(value)) if value.is_integer() else str(value)

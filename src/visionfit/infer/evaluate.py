@@ -5,7 +5,8 @@
     print(report.format())
 
 Class names and their order come from the model file; data labelled with a class the
-model does not know is an error, not a silent relabelling.
+model does not know is an error, not a silent relabelling. A multi-label model gets
+evaluate_tags.py's report (per-class precision, recall and AP at its thresholds, mAP).
 """
 import csv
 import json
@@ -18,13 +19,14 @@ import torch
 from .. import progress
 from ..data.samples import Samples
 from ..data.sources import evaluation_split, load_split
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..files import atomic_path, check_outputs, refuse_inside, require_writable_folder, write_text_atomic, writing
 from ..train.run_dir import create_numbered_dir
 from . import metrics
 from .cam_report import CAM_FOLDER, cam_paths, find_cam_layer, top_loss_cams, write_cam_folder
 from .plots import plot_confusion, plot_image_grid, short
 from .protected import protected_inputs
+from .evaluate_tags import TagsReport, build_tags_report, write_tags_report
 from .runner import Classifier, Outputs, classify, decode_sample, load_classifier
 from .text import format_table
 
@@ -77,11 +79,11 @@ class EvalReport:
 def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
              tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES,
              trust_code: bool = False, quiet: bool = False, cam: bool = False,
-             cam_layer: str | None = None) -> EvalReport:
+             cam_layer: str | None = None) -> EvalReport | TagsReport:
     """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
 
     data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
-    or a Samples object. Files go to `out`; by default next to a model file, in
+    or a Samples object (a multi-label model: a CSV of tags or 0/1 columns). Files go to `out`; by default next to a model file, in
     runs/<name>/eval/ (eval2/, ... when that exists); a bare module writes none unless given `out`.
     trust_code: allow a model file whose architecture is code outside visionfit (see load_model).
     quiet: no progress bar.
@@ -89,21 +91,29 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     `cam_layer` (a module name such as "layer4"), or the layer found in the model when None.
     """
     classifier = load_classifier(model, device, trust_code=trust_code)
+    if cam and classifier.multi_label:
+        raise ConfigError("--cam draws Grad-CAM for the top losses of a single-label model; this model is multi-label")
     layer = find_cam_layer(classifier, cam_layer) if cam else None  # a wrong --cam-layer fails before any work
     if isinstance(data, Samples):
         samples = data
     else:  # a dataset's held-out split (IDX folder, train/val folders, a name), else one folder or CSV
-        samples = evaluation_split(data, images, classifier.class_names) or load_split(data, images, classifier.class_names)
+        samples = (evaluation_split(data, images, classifier.class_names)
+                   or load_split(data, images, classifier.class_names, multi_label=classifier.multi_label))
     if not samples.labelled:
         raise DataError(f"{data} has no labels (no class subfolders or label column); "
                         "evaluation needs them — use `visionfit predict` for unlabelled images")
     _check_out(Path(out) if out is not None else None, classifier, model, data, samples)
     with progress.quiet(quiet):
         outputs = classify(classifier, samples, batch_size, tta, workers, label="evaluating")
-    report = build_report(classifier.class_names, samples, outputs, top_losses)
-    report.cam_layer = layer
+    if classifier.multi_label:
+        report = build_tags_report(classifier.class_names, classifier.thresholds, samples, outputs)
+    else:
+        report = build_report(classifier.class_names, samples, outputs, top_losses)
+        report.cam_layer = layer
     out_dir = Path(out) if out is not None else _default_out(classifier)
-    if out_dir is not None:
+    if out_dir is not None and classifier.multi_label:
+        write_tags_report(report, out_dir)
+    elif out_dir is not None:
         if layer is not None:
             check_outputs([("--out", path) for path in cam_paths(out_dir / CAM_FOLDER, report.top_losses)],
                           protected_inputs(model, data, samples))

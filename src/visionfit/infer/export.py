@@ -3,7 +3,9 @@
     visionfit.export_onnx("runs/exp/best.safetensors", "model.onnx", check=True)
     visionfit.export_torchscript("runs/exp/best.safetensors", "model.pt", check=True)
 
-The exported graph takes "images" with a dynamic batch axis and returns "logits" (N x classes).
+The exported graph takes "images" with a dynamic batch axis and returns "logits" (N x classes):
+softmax them, or for a multi-label model (metadata "multi_label") a sigmoid per class compared
+with the metadata's per-class "thresholds".
 "images" is float32 N x C x H x W normalised by the model's preset, or, with
 with_preprocessing=True, uint8 0..255 with the scaling and normalisation inside the graph,
 so a deployment cannot feed wrongly normalised data. Class names and preprocessing travel
@@ -129,7 +131,17 @@ def export_metadata(classifier: Classifier, with_preprocessing: bool) -> dict[st
         "crop": "center", "mean": json.dumps(list(spec.mean)), "std": json.dumps(list(spec.std)),
         "preprocess": json.dumps(spec.describe()),
         "augmentation": json.dumps(classifier.preset.augmentation()),
+        **_head_metadata(classifier),
     }
+
+
+def _head_metadata(classifier: Classifier) -> dict[str, str]:
+    """How to read "logits": softmax over the classes, or for a multi-label model a sigmoid per
+    class and each class present where its probability reaches its threshold."""
+    if not classifier.multi_label:
+        return {"multi_label": "false", "output_activation": "softmax"}
+    return {"multi_label": "true", "output_activation": "sigmoid",
+            "thresholds": json.dumps([float(t) for t in classifier.thresholds])}
 
 
 def deployable(model, with_preprocessing: bool, trust_code: bool) -> tuple[Classifier, nn.Module]:

@@ -6,6 +6,8 @@
 
 Rows keep the input's order. An unreadable image gets a row with an empty label and the
 reason in `error`, so one bad file never costs the whole run or shifts the other rows.
+A multi-label model's label is its tags: the classes over their thresholds, space-separated
+in class order (Kaggle's planet format), and its rows have no confidence.
 """
 import csv
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import progress
-from ..data.samples import Samples
+from ..data.samples import Samples, label_text
 from ..data.table import _pick_columns, _read_rows  # the CSV reader's own row and column choice
 from ..errors import ConfigError
 from ..files import atomic_path, check_outputs
@@ -41,16 +43,18 @@ def predict(model, inputs, out: str | Path | None = None, images: str | None = N
     names = classifier.class_names
     if not 0 <= topk <= len(names):
         raise ConfigError(f"--topk {topk} must be between 0 and the model's {len(names)} classes")
-    samples = read_samples(inputs, images, names)
+    samples = read_samples(inputs, images, names, classifier.multi_label)
     if out is not None:
         check_outputs({"-o": out}, protected_inputs(model, inputs, samples))
     with progress.quiet(quiet):
         outputs = classify(classifier, samples, batch_size, tta, workers, label="predicting")
     images_written = image_names(inputs, samples)
     rows = [_row(images_written[i], outputs.probs[i], outputs.errors.get(i), names, topk) for i in range(len(samples))]
+    if classifier.multi_label:
+        rows = [_tags_row(row, classifier.tags(probs)) for row, probs in zip(rows, outputs.probs)]
     if samples.labelled:
         for row, label in zip(rows, samples.labels):
-            row["true"] = names[label]
+            row["true"] = label_text(label, names)
     if out is not None:
         write_predictions(out, rows, format, topk)
     return rows
@@ -68,6 +72,12 @@ def _row(image: str, probs: np.ndarray, error: str | None, names: list[str], top
     return {**row, "error": ""}
 
 
+def _tags_row(row: dict, tags: list[str]) -> dict:
+    """A multi-label row: the tags as its label, no confidence (each tag has its own probability)."""
+    row = {key: value for key, value in row.items() if key != "confidence"}
+    return {**row, "label": " ".join(tags) if not row["error"] else ""}
+
+
 def image_names(inputs, samples: Samples) -> list[str]:
     """How each image is named in the output: as written in a CSV, relative to a folder, else as given."""
     if isinstance(inputs, Samples):
@@ -79,7 +89,7 @@ def image_names(inputs, samples: Samples) -> list[str]:
         return [p.relative_to(path).as_posix() for p in samples.paths]
     if path.suffix.lower() == ".csv":
         header, rows = _read_rows(path)
-        column = _pick_columns(path, header)[0]
+        column = _pick_columns(path, header, rows=rows)[0]
         return [row[column] if column < len(row) else "" for _, row in rows]
     return [str(inputs)]
 
@@ -87,7 +97,8 @@ def image_names(inputs, samples: Samples) -> list[str]:
 def write_predictions(out: str | Path, rows: list[dict], format: str = "full", topk: int = 0) -> None:
     columns = ["image", "label"]
     if format == "full":
-        columns.append("confidence")
+        if not rows or "confidence" in rows[0]:  # multi-label rows have none
+            columns.append("confidence")
         if rows and "true" in rows[0]:
             columns.append("true")
         columns += [key for j in range(1, topk + 1) for key in (f"top{j}", f"top{j}_prob")]

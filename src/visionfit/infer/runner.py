@@ -1,8 +1,10 @@
-"""Run a trained classifier over samples: decode, eval preprocessing, batch, softmax.
+"""Run a trained classifier over samples: decode, eval preprocessing, batch, softmax (or a
+sigmoid per class for a multi-label model, as its file says).
 
     classifier = load_classifier("runs/exp/best.safetensors", device="cpu")
     outputs = classify(classifier, read_samples("test/", class_names=classifier.class_names))
     outputs.probs        # float32 N x K, a NaN row where an image could not be read or scored
+    classifier.tags(outputs.probs[0])    # a multi-label model's classes over their thresholds
     outputs.errors       # {sample index: why it has no probabilities}
 
 evaluate, predict and export's parity check all see images through this one path, which
@@ -45,10 +47,24 @@ class Classifier:
     meta: dict = field(default_factory=dict)
     path: Path | None = None  # the model file, when it came from one
 
+    @property
+    def multi_label(self) -> bool:
+        """Each image gets a set of classes: sigmoid probabilities, each class over its own threshold."""
+        return bool(self.meta.get("multi_label", False))
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """A multi-label model's per-class thresholds (chosen on validation, kept in its file)."""
+        return np.asarray(self.meta["thresholds"], dtype=np.float64)
+
+    def tags(self, probs: np.ndarray) -> list[str]:
+        """The classes whose probability reaches their threshold, in class order (multi-label)."""
+        return [name for name, over in zip(self.class_names, probs >= self.thresholds) if over]
+
 
 @dataclass
 class Outputs:
-    probs: np.ndarray  # float32 N x K softmax probabilities; NaN rows where `errors` has the index
+    probs: np.ndarray  # float32 N x K softmax (multi-label: sigmoid) probabilities; NaN rows where `errors` has the index
     errors: dict[int, str]  # sample index -> why it has no probabilities (unreadable, non-finite output)
 
 
@@ -74,12 +90,14 @@ def load_classifier(model, device=None, class_names: list[str] | None = None, pr
     return Classifier(model.to(device).eval(), list(names), preset, device, meta, path)
 
 
-def read_samples(data, images: str | None = None, class_names: list[str] | None = None) -> Samples:
+def read_samples(data, images: str | None = None, class_names: list[str] | None = None,
+                 multi_label: bool | None = None) -> Samples:
     """Samples from one image file, a list of files, a folder, a CSV, or a Samples object; or the
     test (else validation) split of an IDX folder, a train/val folder or a dataset name.
 
     A folder whose subfolders are all classes of the model is labelled by them;
-    any other folder is read recursively as unlabelled images.
+    any other folder is read recursively as unlabelled images. multi_label: how a CSV's labels
+    are read (a multi-label model's: as tags; see data/tags.py).
     """
     if isinstance(data, Samples):
         return data
@@ -96,7 +114,7 @@ def read_samples(data, images: str | None = None, class_names: list[str] | None 
         if not files:
             raise DataError(f"{path} has no images ({' '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
         return Samples(labels=[UNLABELLED] * len(files), paths=files)
-    return load_split(path, images, class_names)
+    return load_split(path, images, class_names, multi_label=multi_label)
 
 
 def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
@@ -106,10 +124,11 @@ def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
 
 def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta: bool = False,
              workers: int | None = None, label: str = "classifying") -> Outputs:
-    """Softmax probabilities for every sample, in order; unreadable images and non-finite model
-    outputs (NaN/inf logits) become errors, not crashes or a made-up label.
+    """Softmax probabilities (a multi-label model's: sigmoid) for every sample, in order;
+    unreadable images and non-finite model outputs (NaN/inf logits) become errors, not crashes
+    or a made-up label.
 
-    tta: average the softmax of each image and of its horizontal flip. `label` names the progress bar.
+    tta: average the probabilities of each image and of its horizontal flip. `label` names the progress bar.
     """
     with progress.bar(total=len(samples), desc=label) as bar:
         return _classify(classifier, samples, batch_size, tta, workers, bar)
@@ -131,16 +150,20 @@ def _classify(classifier: Classifier, samples: Samples, batch_size: int, tta: bo
 
 
 def pixel_probabilities(classifier: Classifier, images: list[torch.Tensor], tta: bool = False) -> np.ndarray:
-    """Softmax probabilities, float32 N x K, of images as decode_sample or decode_upload give them."""
+    """Softmax (multi-label: sigmoid) probabilities, float32 N x K, of images as decode_sample or decode_upload give them."""
     x = classifier.preset.normalize(eval_pixels(images, classifier.device))
-    return class_probabilities(classifier.model, x, tta).cpu().numpy()
+    return class_probabilities(classifier.model, x, tta, classifier.multi_label).cpu().numpy()
 
 
 @torch.inference_mode()
-def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
-    probs = model(x).float().softmax(dim=1)
+def class_probabilities(model: nn.Module, x: torch.Tensor, tta: bool = False, multi_label: bool = False) -> torch.Tensor:
+    """Softmax over the classes, or for a multi-label model a sigmoid per class."""
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().sigmoid() if multi_label else logits.float().softmax(dim=1)
+
+    probs = probabilities(model(x))
     if tta:
-        probs = (probs + model(x.flip(-1)).float().softmax(dim=1)) / 2
+        probs = (probs + probabilities(model(x.flip(-1)))) / 2
     return probs
 
 

@@ -14,7 +14,7 @@ import torch
 from ..config import Config
 from ..data.loader import BatchLoader
 from ..data.prepare import plan_input, prepare_data, resolve_splits
-from ..data.samples import DatasetSplits
+from ..data.samples import DatasetSplits, label_text, strata
 from ..data.transforms import Preset
 from ..errors import ConfigError, DataError
 from ..files import check_outputs, refuse_inside
@@ -47,7 +47,7 @@ def show_data(data=None, out: str | Path = "grid.png", n: int = 32, augment: boo
     samples = getattr(splits, split)
     if samples is None:
         raise DataError(f"{splits.name} has no {split} split; try --split train")
-    picked = samples.subset(spread_over_classes(samples.labels, n, seed))
+    picked = samples.subset(spread_over_classes(strata(samples.labels), n, seed))  # multi-label: by rarest tag
     plan = plan_input(config.data, splits.train if splits.train is not None else picked, natural_input(model)[1])
     prepared = prepare_data(config.data, DatasetSplits(splits.name, splits.class_names, train=picked), plan)
     images, titles = _views(prepared.train, prepared.preset, splits.class_names, augment, seed)
@@ -73,7 +73,7 @@ def _views(store, preset: Preset, class_names: list[str], augment: bool, seed: i
     """The images (eval view, then the augmented view when asked) and their titles."""
     to_eval_view = preset.eval_transform()
     shown = [to_eval_view(image) for image in store.images]
-    names = [short(class_names[label]) for label in store.labels.tolist()]
+    names = [short(label_text(label, class_names)) for label in store.labels.numpy()]
     if not augment:
         return shown, names
     pairs = zip(shown, _augmented(store, preset, seed))

@@ -86,12 +86,14 @@ def _onnx_backend(path: Path) -> Backend:
     input_name = _graph_input(session, props, preset, path)
     output_name = _graph_output(session, props, len(meta["class_names"]), path)
     takes_uint8 = session.get_inputs()[0].type == "tensor(uint8)"
+    multi_label = props.get("multi_label") == "true"  # export_metadata: a sigmoid per class
 
     def probabilities(images: list[torch.Tensor]) -> np.ndarray:
         pixels = torch.stack(images)
         x = pixels if takes_uint8 else preset.normalize(pixels)
         logits = session.run([output_name], {input_name: x.numpy()})[0]
-        return torch.from_numpy(logits).float().softmax(dim=1).numpy()  # as runner.class_probabilities
+        logits = torch.from_numpy(logits).float()  # read as runner.class_probabilities reads them
+        return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).numpy()
 
     return Backend("onnxruntime", path, list(meta["class_names"]), preset, meta, probabilities)
 

@@ -21,15 +21,17 @@ from ..checkpoints import save_model_file, save_resume_state, unwrap  # noqa: E4
 from ..files import atomic_path  # noqa: E402
 from .divergence import require_finite_weights  # noqa: E402
 
-METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "val_loss", "val_acc", "val_macro_f1",
-                  "val_balanced_acc", "ema_val_loss", "ema_val_acc", "ema_val_macro_f1", "ema_val_balanced_acc",
-                  "lr", "images_per_s", "seconds"]
+# Multi-label runs (train/multilabel.py) add micro_f1 and map; their acc is the exact-match ratio.
+METRIC_COLUMNS = ["epoch", "loss", "acc", "macro_f1", "balanced_acc", "micro_f1", "map", "val_loss", "val_acc",
+                  "val_macro_f1", "val_balanced_acc", "val_micro_f1", "val_map", "ema_val_loss", "ema_val_acc",
+                  "ema_val_macro_f1", "ema_val_balanced_acc", "ema_val_micro_f1", "ema_val_map", "lr", "images_per_s",
+                  "seconds"]
 EMA_PREFIX = "ema_"  # an EMA metric is this + the raw weights' val_* key
-
 
 # --monitor: the validation metric it names, and the training metric that stands in without validation.
 MONITORED = {"val_acc": ("val_acc", "acc"), "val_loss": ("val_loss", "loss"),
-             "macro_f1": ("val_macro_f1", "macro_f1"), "balanced_acc": ("val_balanced_acc", "balanced_acc")}
+             "macro_f1": ("val_macro_f1", "macro_f1"), "balanced_acc": ("val_balanced_acc", "balanced_acc"),
+             "map": ("val_map", "map")}
 LOWER_IS_BETTER = {"val_loss"}
 
 
@@ -43,7 +45,7 @@ def score(metrics: dict, monitor: str = "val_acc") -> float:
     """What 'best' means under --monitor, as a number where higher is better (val_loss is negated).
 
     Without validation the training metric of the same name stands in (acc, loss, macro_f1,
-    balanced_acc). A nan score becomes -inf: nan compares False with everything, so `max`
+    balanced_acc, map). A nan score becomes -inf: nan compares False with everything, so `max`
     would keep a nan it met first, and it must never count as better.
     """
     value = metrics[monitored_key(metrics, monitor)]
@@ -78,9 +80,19 @@ def format_epoch(metrics: dict, epochs: int, monitor: str = "val_acc") -> str:
     if monitor in ("macro_f1", "balanced_acc"):  # val_acc and val_loss (or acc and loss) are on the line already
         key = monitored_key(metrics, monitor)
         line += f"  {key} {metrics[key]:.4f}"
+    for key in ("map", "val_map"):  # multi-label: acc is the exact-match ratio, mAP the headline
+        if key in metrics:
+            line += f"  {key} {metrics[key]:.4f}"
     if "ema_val_acc" in metrics:
         line += f"  ema_val_acc {metrics['ema_val_acc']:.2%}"
     return line + f"  lr {metrics['lr']:.3g}  {metrics['images_per_s']:,.0f} img/s  {metrics['seconds']:.1f} s"
+
+
+def head_meta(metrics: dict) -> dict:
+    """What a model file records about its head from an epoch's metrics: a multi-label model's
+    per-class thresholds, chosen on validation (on training outputs when there is none)."""
+    thresholds = metrics.get("val_thresholds", metrics.get("thresholds"))
+    return {} if thresholds is None else {"thresholds": thresholds}
 
 
 class ProgressPrinter:
@@ -180,12 +192,13 @@ class Checkpointer:
         for model in models.values():
             if model is not None:
                 require_finite_weights(unwrap(model), metrics["epoch"], metrics["lr"])
-        meta = {**self.meta, "metrics": metrics}
         kept, view = weights_to_keep(metrics, self.monitor)
         if score(view, self.monitor) > self.best_score:
             self.best_score, self.best_epoch = score(view, self.monitor), metrics["epoch"]
-            save_model_file(self.run_dir / "best.safetensors", models[kept], {**meta, "trained_weights": kept})
-        save_model_file(self.run_dir / "last.safetensors", trainer.model, {**meta, "trained_weights": "raw"})
+            meta = {**self.meta, **head_meta(view), "metrics": metrics, "trained_weights": kept}
+            save_model_file(self.run_dir / "best.safetensors", models[kept], meta)
+        meta = {**self.meta, **head_meta(metrics), "metrics": metrics, "trained_weights": "raw"}
+        save_model_file(self.run_dir / "last.safetensors", trainer.model, meta)
         ema = {"ema": trainer.ema.state_dict()} if trainer.ema is not None else {}
         save_resume_state(self.run_dir, {
             "epoch": trainer.epoch,
@@ -234,7 +247,7 @@ class TensorBoardLogger:
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         for key, value in metrics.items():
-            if key != "epoch":
+            if key != "epoch" and isinstance(value, (int, float)):  # not a multi-label run's thresholds list
                 self.writer.add_scalar(key, value, metrics["epoch"])
         self.writer.flush()
 

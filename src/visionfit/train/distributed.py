@@ -35,6 +35,19 @@ class Distributed:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's `tensor` (N_rank x ...), concatenated along dim 0 in rank order."""
+        if not self.enabled:
+            return tensor
+        sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(self.world_size)]
+        dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
+        longest = int(max(size.item() for size in sizes))
+        padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)  # all_gather needs equal shapes: pad, then cut back
+        return torch.cat([part[: int(size.item())] for part, size in zip(parts, sizes)])
+
     def no_sync(self, model: nn.Module):
         """Skip DDP's gradient all-reduce on micro-batches that do not step the optimizer."""
         if self.enabled and isinstance(model, nn.parallel.DistributedDataParallel):

@@ -51,12 +51,18 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
 
 def class_counts(class_names, labels: torch.Tensor) -> str:
     """'ants 123, bees 121', or for many classes 'min 40 (cat), median 80, max 120 (dog)'."""
-    counts = np.bincount(np.asarray(labels), minlength=len(class_names))
+    counts = images_per_class(labels, len(class_names))
     if len(class_names) <= CLASSES_LISTED:
         return ", ".join(f"{name} {count:,}" for name, count in zip(class_names, counts))
     low, high = int(counts.argmin()), int(counts.argmax())
     return (f"training images per class: min {counts[low]:,} ({class_names[low]}), median {int(np.median(counts)):,}, "
             f"max {counts[high]:,} ({class_names[high]})")
+
+
+def images_per_class(labels, classes: int) -> np.ndarray:
+    """Images of each class: label counts, or for multi-label (N x K 0/1) the images tagged with each."""
+    labels = np.asarray(labels)
+    return labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=classes)
 
 
 def parameter_counts(net: nn.Module) -> str:
@@ -144,6 +150,7 @@ def result_lines(result) -> str:
     lines = [f"best epoch {result.best_epoch}: {values}; "
              f"{len(result.history)} epochs in {result.seconds:.1f} s on {result.device}"]
     if result.test is not None:
-        lines.append(f"test (best model): acc {result.test['acc']:.2%}, loss {result.test['loss']:.4f}")
+        extra = f", mAP {result.test['map']:.4f}" if "map" in result.test else ""  # multi-label: acc is exact match
+        lines.append(f"test (best model): acc {result.test['acc']:.2%}, loss {result.test['loss']:.4f}{extra}")
     lines.append(f"files: {result.run_dir} (best.safetensors, last.safetensors, metrics.csv, curves.png, config.yaml)")
     return "\n".join(lines)

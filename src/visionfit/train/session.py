@@ -38,7 +38,8 @@ from .ema import WeightAverage
 from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
 from .guards import chance_warning, few_steps_warning
 from .mixing import batch_mixer
-from .report import result_lines, run_summary
+from .multilabel import MultiLabel
+from .report import images_per_class, result_lines, run_summary
 from .optim import build_optimizer, build_scheduler, extend_schedule
 from .model_card import ModelCard
 from .run_dir import MODEL_CARD, RunLock, write_summary
@@ -194,10 +195,13 @@ def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> li
     return [UnfreezeBackbone(net, after)]
 
 
-def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed) -> SingleLabel:
-    """Cross-entropy, weighted per class by --class-weights from the training labels (the
-    validation loss stays unweighted: tasks.py)."""
+def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed):
+    """What the net is trained to do: a set of classes per image (the data decided, in resolve),
+    or one class, with cross-entropy weighted per class by --class-weights from the training
+    labels (the validation loss stays unweighted: tasks.py)."""
     train = resolved.config.train
+    if resolved.multi_label:
+        return MultiLabel(train.label_smoothing)
     weights = class_weights(prepared.train.labels, len(resolved.class_names), train.class_weights)
     if weights is not None and dist.is_main:
         print(f"class weights ({train.class_weights}): {describe(weights, resolved.class_names)}", file=sys.stderr)
@@ -272,10 +276,10 @@ def _model_card(best_model: nn.Module, best_row: dict, history: list[dict], test
     classes = len(resolved.class_names)
     has_val = prepared.val is not None and len(prepared.val)
     confusion = None
-    if has_val:
+    if has_val and not resolved.multi_label:  # a multi-label model has no single predicted class
         labels, predicted = predictions(best_model, _eval_loader(prepared.val, prepared, resolved.config, device))
         confusion = metrics.confusion_matrix(labels, predicted, classes)
-    counts = lambda store: np.bincount(store.labels.numpy(), minlength=classes)  # noqa: E731
+    counts = lambda store: images_per_class(store.labels, classes)  # noqa: E731
     return ModelCard(resolved, history, best_row, counts(prepared.train), counts(prepared.val) if has_val else None,
                      confusion, test, result.seconds, result.device)
 
