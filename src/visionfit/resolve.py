@@ -185,7 +185,7 @@ def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str,
     monitor = config.train.monitor
     if multi_label:
         for section, name, off, flag in NOT_MULTI_LABEL:
-            if getattr(getattr(config, section), name) != off:
+            if getattr(getattr(config, section), name) not in (off, None):  # None: a recipe fills it later
                 raise ConfigError(f"{flag} is for single-label data; this CSV is multi-label (tags) - drop {flag}")
         if monitor == "balanced_acc":
             raise ConfigError("--monitor balanced_acc is for single-label data; use map, macro_f1, val_acc "

@@ -88,8 +88,9 @@ def test_an_unknown_recipe_is_refused_naming_the_flag():
 def test_the_run_names_its_recipe_and_config_yaml_says_where_each_value_came_from(tiny_splits, tmp_path, capsys):
     result = visionfit.fit("lenet", tiny_splits, project=str(tmp_path), epochs=1, image_size=16, quiet=True,
                            recipe="timm-small", augment="light", mixup=0.0, cutmix=0.0, ema=None)
-    err = capsys.readouterr().err
-    assert "recipe: timm-small (--recipe): adamw lr 0.001, batch 256, 1 epochs" in err
+    out = capsys.readouterr().out  # the run summary, on stdout
+    assert "recipe:  timm-small (--recipe): adamw lr 0.001 weight decay 0.05, cosine schedule, 1 epochs of batch 256" in out
+    assert "yours: --epochs, --augment, --mixup, --cutmix" in out
     record = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     sources = record["resolved"]["recipe"]["sources"]
     assert record["train"]["optimizer"] == "adamw" and record["train"]["recipe"] == "timm-small"

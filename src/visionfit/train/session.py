@@ -137,8 +137,10 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
             print(interrupted_message(resolved.run_dir, trainer), file=sys.stderr)
         raise
     result = _finish(trainer, resolved, prepared, dist, device, time.perf_counter() - started)
-    warning = chance_warning(trainer.history, prepared.val.labels if prepared.val is not None else None,
-                             len(resolved.class_names), config, steps_per_epoch, resolved.recipe)
+    # Chance is one class's share: a multi-label run's exact-match accuracy has no such baseline.
+    val_labels = prepared.val.labels if prepared.val is not None and not resolved.multi_label else None
+    warning = chance_warning(trainer.history, val_labels, len(resolved.class_names), config, steps_per_epoch,
+                             resolved.recipe)
     if warning and dist.is_main:
         print(f"warning: {warning}", file=sys.stderr)
     return result
