@@ -64,7 +64,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = option(10, "passes over the training data")
-    lr: float = option(0.05, "peak learning rate (for sgd; adam/adamw usually want about 0.001)")
+    lr: float | str | None = option(0.05, "peak learning rate (for sgd; adam/adamw usually want about 0.001), or auto: run the LR finder first and train with its suggestion")
     optimizer: str = option("sgd", "sgd, adam, adamw, rmsprop")
     momentum: float = option(0.9, "momentum for sgd and rmsprop")
     nesterov: bool = option(False, "Nesterov momentum for sgd")
@@ -166,6 +166,8 @@ class Config:
 
     def validate(self) -> None:
         d, t = self.data, self.train
+        _require(not isinstance(t.lr, str) or t.lr == "auto",
+                 f"--lr must be a number (e.g. 0.01) or auto (run the LR finder first), not '{t.lr}'")
         self._validate_numbers()
         _require(d.channels in (None, 1, 3), "--channels must be 1 or 3")
         for name, values in (("--mean", d.mean), ("--std", d.std)):

@@ -60,6 +60,7 @@ class Resolved:
     dataset: str
     run_dir: Path
     notes: tuple[str, ...] = ()  # what was decided and why, in the order it was decided
+    lr_finder: dict | None = None  # --lr auto: what the LR finder found (the lr in `config` is its suggestion)
 
     def to_dict(self) -> dict:
         input_plan = dataclasses.asdict(self.plan)
@@ -73,6 +74,7 @@ class Resolved:
             "dataset": self.dataset,
             "run_dir": str(self.run_dir),
             "notes": list(self.notes),
+            **({"lr_finder": self.lr_finder} if self.lr_finder else {}),
         }
 
     def record(self) -> dict:
@@ -98,11 +100,11 @@ class Resolved:
 
 
 def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: ModelSpec, run_dir: Path,
-            notes: tuple[str, ...] = ()) -> Resolved:
+            notes: tuple[str, ...] = (), lr_finder: dict | None = None) -> Resolved:
     """The one place the run's spec is assembled; see the module docstring."""
     splits = prepared.splits
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
-                    plan.notes + tuple(notes))
+                    plan.notes + tuple(notes), lr_finder)
 
 
 def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:

@@ -26,7 +26,7 @@ else:
     import fcntl
 
 RUN_FILES = ("config.yaml", "metrics.csv", "last.ckpt", "previous.ckpt", "best.safetensors", "last.safetensors",
-             "summary.json", "curves.png", "weights_report.txt", "weights_report.json")
+             "summary.json", "curves.png", "weights_report.txt", "weights_report.json", "lr_find.png", "lr_find.csv")
 RUN_MARKERS = ("config.yaml", "last.ckpt")  # a folder with one of these beside a model file is a run directory
 LOCK_FILE = ".lock"
 PID_WIDTH = 20

@@ -93,7 +93,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     transfer_callbacks = _transfer_callbacks(net, config, dist)
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
-    loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
+    loaders = (cached.train, cached.val) if cached else make_loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
     scheduler = build_scheduler(optimizer, config.train, steps_per_epoch)
     start_epoch, history, best = 0, [], float("-inf")
@@ -161,7 +161,8 @@ def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> li
     return [UnfreezeBackbone(net, after)]
 
 
-def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
+def make_loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
+    """The training loader and the validation one (None without validation data); the LR finder uses them too."""
     common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
                   workers=default_workers(config.data.workers), rank=dist.rank, world_size=dist.world_size,
                   channels_last=channels_last)
