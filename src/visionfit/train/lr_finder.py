@@ -59,6 +59,13 @@ class LRSweep:
     def suggestion(self) -> float:
         return self.suggestions[self.method]
 
+    @property
+    def fall(self) -> float:
+        """How far the smoothed loss fell from its start to its lowest, as a fraction of the start:
+        near 0 the model hardly learned during the sweep, and the suggestion is a guess."""
+        finite = [v for v in self.losses if math.isfinite(v)]
+        return 1 - min(finite) / finite[0] if finite and finite[0] > 0 else 0.0
+
 
 def lr_sweep(model: nn.Module, optimizer: torch.optim.Optimizer, batches, loss_fn, settings=SweepSettings(),
              step=None, autocast=contextlib.nullcontext) -> LRSweep:

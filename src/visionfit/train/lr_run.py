@@ -30,6 +30,10 @@ from .tasks import SingleLabel
 from .trainer import amp_dtype
 
 PLOT_FILE, TABLE_FILE = "lr_find.png", "lr_find.csv"
+# Below this fall of the smoothed loss (10% of its start) the sweep saw no real learning: a net
+# still on its initial plateau (LeNet on MNIST needs a few hundred steps to leave it) gives a
+# flat, noisy curve whose "valley" is noise. The run says so rather than trusting it quietly.
+WEAK_FALL = 0.1
 AUTO = "auto"  # --lr auto: run the finder, then train with its suggestion
 
 
@@ -50,6 +54,7 @@ class LRFinding:
         return {"lr": self.lr, "from": f"lr finder ({self.sweep.method})",
                 "suggestions": dict(self.sweep.suggestions), "steps": len(self.sweep.lrs),
                 "range": [self.sweep.lrs[0], self.sweep.lrs[-1]], "stopped": self.sweep.stopped,
+                "loss_fell": round(self.sweep.fall, 4),
                 "plot": str(self.plot) if self.plot else None}
 
     def note(self) -> str:
@@ -58,8 +63,13 @@ class LRFinding:
 
     def line(self) -> str:
         others = ", ".join(f"{name} {lr:.3g}" for name, lr in self.sweep.suggestions.items() if name != self.sweep.method)
-        return (f"lr finder: suggests lr {self.lr:.3g} ({self.sweep.method}; {others}) after {len(self.sweep.lrs)} steps "
+        line = (f"lr finder: suggests lr {self.lr:.3g} ({self.sweep.method}; {others}) after {len(self.sweep.lrs)} steps "
                 f"from {self.sweep.lrs[0]:.1e} to {self.sweep.lrs[-1]:.2g}; plot: {self.plot}")
+        if self.sweep.fall < WEAK_FALL:
+            line += (f"\nwarning: the smoothed loss fell only {self.sweep.fall:.0%} during the sweep, so the model "
+                     f"hardly learned and the suggestion is a guess; look at the plot, and try more steps "
+                     f"(visionfit lr-find --steps 300) or give --lr")
+        return line
 
 
 def find_run_lr(net: nn.Module, prepared: PreparedData, config: Config, device: torch.device, dist: Distributed,
