@@ -230,7 +230,7 @@ def test_an_interrupt_exits_130_in_one_line(capsys, monkeypatch):
 
 # --- every flag is a keyword of the command's Python function -----------------------------------
 
-API = {"train": ["fit"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript"],
+API = {"train": ["fit"], "lr-find": ["lr_find"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript"],
        "summary": ["summary"], "show-data": ["show_data"], "compare": ["compare"], "models": ["list_models"],
        "check-data": ["check_data"]}
 # Flags whose Python spelling is a choice of function, or a step before the call, rather than a keyword.
