@@ -160,7 +160,7 @@ def test_every_train_flag_states_its_default_from_the_config_field():
 def test_train_help_reads_naturally(capsys):
     page = help_page(capsys, "train")
     for fragment in ["passes over the training data (default: 10)", "peak learning rate (for sgd; adam/adamw usually "
-                     "want about 0.001) (default: 0.05)", "Nesterov momentum for sgd (default: off)",
+                     "want about 0.001), or auto: run the LR finder first and train with its suggestion (default: 0.05)", "Nesterov momentum for sgd (default: off)",
                      "(e.g. act=relu) (default: none)", "--images IMAGES root folder for relative image paths in a "
                      "CSV (default: none)", "default: the embedded MNIST sample --images"]:
         assert fragment in page

@@ -64,7 +64,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = option(10, "passes over the training data")
-    lr: float | str | None = option(0.05, "peak learning rate (for sgd; adam/adamw usually want about 0.001), or auto: run the LR finder first and train with its suggestion")
+    lr: float | str | None = option(0.05, "peak learning rate (for sgd; adam/adamw usually want about 0.001), or auto: run the LR finder first and train with its suggestion", words=("auto",))
     optimizer: str = option("sgd", "sgd, adam, adamw, rmsprop")
     momentum: float = option(0.9, "momentum for sgd and rmsprop")
     nesterov: bool = option(False, "Nesterov momentum for sgd")
@@ -166,8 +166,7 @@ class Config:
 
     def validate(self) -> None:
         d, t = self.data, self.train
-        _require(not isinstance(t.lr, str) or t.lr == "auto",
-                 f"--lr must be a number (e.g. 0.01) or auto (run the LR finder first), not '{t.lr}'")
+        self._validate_words()
         self._validate_numbers()
         _require(d.channels in (None, 1, 3), "--channels must be 1 or 3")
         for name, values in (("--mean", d.mean), ("--std", d.std)):
@@ -194,6 +193,15 @@ class Config:
         for name, value in numbers:
             if name in ranges and value not in ranges[name]:
                 raise ConfigError(_number_message(name, value, ranges[name]))
+
+    def _validate_words(self) -> None:
+        """A number field that also takes words (lr: auto) holds a number or one of those words."""
+        for section in (getattr(self, name) for name in SECTIONS):
+            for f in dataclasses.fields(section):
+                value, words = getattr(section, f.name), f.metadata.get("words")
+                if words and isinstance(value, str) and value not in words:
+                    raise ConfigError(f"--{f.name.replace('_', '-')} must be a number or {' or '.join(words)}, "
+                                      f"not '{value}'")
 
     def _numbers(self):
         """(field name, number) for every numeric field that is set, one pair per element of a list."""

@@ -47,8 +47,9 @@ def add_config_flags(parser: argparse.ArgumentParser, say_defaults: bool = True)
                 group.add_argument(flag, nargs="*", metavar="KEY=VALUE", type=parse_key_value, default=None, help=help_text)
             elif base is list:
                 group.add_argument(flag, type=_float_list, default=None, metavar="A,B,C", help=help_text)
-            elif _takes_words(f.type):  # a number or a word: --lr 0.01, --lr auto
-                group.add_argument(flag, type=parse_number_or_word, default=None, metavar="NUMBER|WORD", help=help_text)
+            elif f.metadata.get("words"):  # a number or a word: --lr 0.01, --lr auto
+                metavar = "|".join(["NUMBER", *f.metadata["words"]])
+                group.add_argument(flag, type=parse_number_or_word, default=None, metavar=metavar, help=help_text)
             else:
                 group.add_argument(flag, type=base, default=None, choices=f.metadata.get("choices"), help=help_text)
 
@@ -110,11 +111,6 @@ def _base_type(annotation):
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     return typing.get_origin(annotation) or annotation
-
-
-def _takes_words(annotation) -> bool:
-    """float | str | None: a field that holds a number or a word such as auto."""
-    return {float, str} <= set(typing.get_args(annotation))
 
 
 def parse_number_or_word(text: str) -> float | str:
