@@ -160,7 +160,8 @@ def test_every_train_flag_states_its_default_from_the_config_field():
 def test_train_help_reads_naturally(capsys):
     page = help_page(capsys, "train")
     for fragment in ["passes over the training data; default: the recipe's (10; d2l's for the classic nets)",
-                     "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less); default: the recipe's (0.05)",
+                     "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less), or auto: run the LR "
+                     "finder first and train with its suggestion; default: the recipe's (0.05)",
                      "Nesterov momentum for sgd (default: off)",
                      "(e.g. act=relu) (default: none)", "--images IMAGES root folder for relative image paths in a "
                      "CSV (default: none)", "default: the embedded MNIST sample --images"]:
@@ -231,7 +232,7 @@ def test_an_interrupt_exits_130_in_one_line(capsys, monkeypatch):
 
 # --- every flag is a keyword of the command's Python function -----------------------------------
 
-API = {"train": ["fit"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript", "export_int8", "push_to_hub"],
+API = {"train": ["fit"], "lr-find": ["lr_find"], "eval": ["evaluate"], "predict": ["predict"], "export": ["export_onnx", "export_torchscript", "export_int8", "push_to_hub"],
        "summary": ["summary"], "show-data": ["show_data"], "compare": ["compare"], "models": ["list_models"],
        "check-data": ["check_data"], "serve": ["serve"]}
 # Flags whose Python spelling is a choice of function, or a step before the call, rather than a keyword.

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. Imported on first use, so `import visionfit`
 # stays cheap and a submodule can be used without importing all the others.
 _PUBLIC = {
-    "fit": "fitting", "FitResult": "fitting",
+    "fit": "fitting", "FitResult": "fitting", "lr_find": "finding", "LRFindResult": "finding",
     "compare": "comparing",
     "create_model": "models", "list_models": "models",
     "load_model": "checkpoints", "read_meta": "checkpoints",

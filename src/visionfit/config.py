@@ -65,7 +65,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int | None = option(None, "passes over the training data; default: the recipe's (10; d2l's for the classic nets)")
-    lr: float | None = option(None, "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less); default: the recipe's (0.05)")
+    lr: float | str | None = option(None, "peak learning rate (for sgd; adam/adamw/lamb usually want about 0.001, lion 3-10x less), or auto: run the LR finder first and train with its suggestion; default: the recipe's (0.05)", words=("auto",))
     optimizer: str | None = option(None, "sgd, adam, adamw, rmsprop, lamb or lion (timm's); default: the recipe's (sgd)")
     momentum: float | None = option(None, "momentum for sgd and rmsprop; default: the recipe's (0.9; 0 for d2l)")
     nesterov: bool = option(False, "Nesterov momentum for sgd")
@@ -167,6 +167,7 @@ class Config:
 
     def validate(self) -> None:
         d, t = self.data, self.train
+        self._validate_words()
         self._validate_numbers()
         _require(d.channels in (None, 1, 3), "--channels must be 1 or 3")
         for name, values in (("--mean", d.mean), ("--std", d.std)):
@@ -194,6 +195,15 @@ class Config:
         for name, value in numbers:
             if name in ranges and value not in ranges[name]:
                 raise ConfigError(_number_message(name, value, ranges[name]))
+
+    def _validate_words(self) -> None:
+        """A number field that also takes words (lr: auto) holds a number or one of those words."""
+        for section in (getattr(self, name) for name in SECTIONS):
+            for f in dataclasses.fields(section):
+                value, words = getattr(section, f.name), f.metadata.get("words")
+                if words and isinstance(value, str) and value not in words:
+                    raise ConfigError(f"--{f.name.replace('_', '-')} must be a number or {' or '.join(words)}, "
+                                      f"not '{value}'")
 
     def _numbers(self):
         """(field name, number) for every numeric field that is set, one pair per element of a list."""

@@ -100,6 +100,8 @@ def _checked(where: str, section: str, key, value):
         raise ConfigError(f"{where}: unknown key {section}.{key}{_key_hint(section, str(key))}")
     kind, optional = _field_kind(_TYPES[section][key])
     value = _as_float(value) if kind is float else value
+    if isinstance(value, str) and value in fields[key].metadata.get("words", ()):
+        return value  # a number field's word (lr: auto)
     if value is None and not optional:
         raise ConfigError(f"{where}: {section}.{key} is empty; give {_EXPECTED[kind]}, or delete the line "
                           "to keep the default")

@@ -8,6 +8,7 @@ Resolve, then run: the config is validated and frozen, the data and the starting
 settle the rest into one `Resolved` value (resolve.py), and training reads only that.
 """
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -16,7 +17,7 @@ from torch import nn
 from . import progress
 from .checkpoints import load_resume_state
 from .config import Config
-from .data.prepare import PreparedData, plan_input, prepare_data, require_training_data, resolve_splits
+from .data.prepare import InputPlan, PreparedData, plan_input, prepare_data, require_training_data, resolve_splits
 from .data.samples import DatasetSplits
 from .errors import ConfigError
 from .files import write_text_atomic
@@ -28,6 +29,7 @@ from .models.weights import WeightSource, weight_source
 from .resolve import ModelSpec, RecipeChoice, model_spec, resolve, resolve_recipe, saved_plan, task_settings
 from .train.distributed import Distributed
 from .train.elastic import attempt_key, earlier_attempt, is_restart, mark_attempt
+from .train.lr_run import AUTO, LRFinding, find_run_lr, with_found_lr
 from .train.run_dir import check_project, create_run_dir
 from .train.session import FitResult, start_session, train_resolved, writing
 
@@ -53,7 +55,7 @@ def fit(model: str | nn.Module | None = None, data=None, *, resume: str | Path |
                 raise ConfigError("--resume continues a run with the model it recorded; drop --model")
             return _resume(Path(resume), data, options, trust_code)
         module = model if isinstance(model, nn.Module) else None
-        config = Config.from_options(model=_architecture_name(model or DEFAULT_MODEL), data=data, **options)
+        config = Config.from_options(model=architecture_name(model or DEFAULT_MODEL), data=data, **options)
         config, recipe = resolve_recipe(config)  # before anything reads the config: no field is None after it
         return _fresh(config, module, recipe)
 
@@ -66,6 +68,35 @@ def _fresh(config: Config, module: nn.Module | None, recipe: RecipeChoice) -> Fi
         # The same command line that started the run: its model name is the user's, not the file's.
         data = config.data.data if not isinstance(config.data.data, (str, type(None))) else None
         return _resume(earlier, data, {}, trust_code=True)
+    parts = prepare_run(config, module, dist)
+    run_dir = earlier or create_run_dir(Path(config.run.project), config.run.name, dist)
+    key = attempt_key()
+    if key is not None and dist.is_main:
+        mark_attempt(run_dir, key)
+    with writing(run_dir, dist):
+        config, found = _settle_lr(config, parts, device, dist, run_dir)
+        resolved = resolve(config, parts.plan, parts.prepared, parts.spec, run_dir, recipe=recipe,
+                           notes=(found.note(),) if found else (), lr_finder=found.record() if found else None)
+        if dist.is_main:
+            write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
+            if parts.report is not None:
+                parts.report.write(run_dir)
+        return train_resolved(resolved, parts.net, parts.prepared, dist, device)
+
+
+@dataclass
+class RunParts:
+    """What a fresh run trains: its input plan, decoded data, model spec and net (weights loaded)."""
+
+    plan: InputPlan
+    prepared: PreparedData
+    spec: ModelSpec
+    net: nn.Module
+    report: LoadReport | None  # how the starting weights loaded, when some were asked for
+
+
+def prepare_run(config: Config, module: nn.Module | None, dist: Distributed) -> RunParts:
+    """The data and the model a config asks for, as `train` and `lr-find` both build them."""
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
     task_settings(config, splits.multi_label)  # settings the task cannot honour are refused before any decoding
@@ -76,17 +107,15 @@ def _fresh(config: Config, module: nn.Module | None, recipe: RecipeChoice) -> Fi
     spec = model_spec(config, plan, splits.num_classes, source.model_args if source else None,
                       source.origin if source else None)
     net, report = _model(spec, module, source, config, dist)
-    run_dir = earlier or create_run_dir(Path(config.run.project), config.run.name, dist)
-    key = attempt_key()
-    if key is not None and dist.is_main:
-        mark_attempt(run_dir, key)
-    with writing(run_dir, dist):
-        resolved = resolve(config, plan, prepared, spec, run_dir, recipe=recipe)
-        if dist.is_main:
-            write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
-            if report is not None:
-                report.write(run_dir)
-        return train_resolved(resolved, net, prepared, dist, device)
+    return RunParts(plan, prepared, spec, net, report)
+
+
+def _settle_lr(config: Config, parts: RunParts, device, dist: Distributed, run_dir: Path) -> tuple[Config, LRFinding | None]:
+    """--lr auto: the LR finder's suggestion becomes the run's lr (its plot goes in the run folder)."""
+    if config.train.lr != AUTO:
+        return config, None
+    found = find_run_lr(parts.net, parts.prepared, config, device, dist, run_dir)
+    return with_found_lr(config, found), found
 
 
 def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
@@ -121,7 +150,9 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
         require_training_data(splits)
         prepared = prepare_data(config.data, splits, plan)
         _same_classes(run_dir, class_names, prepared)
-        resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",), recipe=recipe)
+        found = record["resolved"].get("lr_finder")  # --lr auto: the record's lr is the finder's, kept as found
+        resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",), recipe=recipe,
+                           lr_finder=found if isinstance(found, dict) else None)
         if dist.is_main:
             write_text_atomic(run_dir / "config.yaml", _yaml(resolved.record()))
         return train_resolved(resolved, net, prepared, dist, device, state)
@@ -159,7 +190,7 @@ def _same_classes(run_dir: Path, class_names: tuple[str, ...], prepared: Prepare
                           f"{prepared.splits.class_names[:10]}, were {list(class_names)[:10]}; start a new run")
 
 
-def _architecture_name(model) -> str:
+def architecture_name(model) -> str:
     """A name load_model can rebuild from: the registry name, or the module's import path."""
     if isinstance(model, nn.Module):
         if hasattr(model, "visionfit_spec"):

@@ -6,5 +6,6 @@ without importing the predictor (and with it torch).
 
 FORMATS = {
     "full": "image, label, confidence (+ true, top-k columns when present), error",
-    "kaggle": "exactly image,label, in input order: a competition submission",
+    "kaggle": "a competition submission: the input CSV's id column (its own name) and label, or one probability "
+              "column per class with --probs, in input order, or the header and order of --sample-submission",
 }

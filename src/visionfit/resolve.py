@@ -124,6 +124,7 @@ class Resolved:
     notes: tuple[str, ...] = ()  # what was decided and why, in the order it was decided
     recipe: RecipeChoice | None = None  # the training recipe and where each of its values came from
     multi_label: bool = False  # a set of classes per image: sigmoid head, BCE (train/multilabel.py)
+    lr_finder: dict | None = None  # --lr auto: what the LR finder found (the lr in `config` is its suggestion)
 
     def to_dict(self) -> dict:
         input_plan = dataclasses.asdict(self.plan)
@@ -139,6 +140,7 @@ class Resolved:
             "notes": list(self.notes),
             "recipe": self.recipe.to_dict() if self.recipe else None,
             "multi_label": self.multi_label,
+            **({"lr_finder": self.lr_finder} if self.lr_finder else {}),
         }
 
     def record(self) -> dict:
@@ -165,12 +167,12 @@ class Resolved:
 
 
 def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: ModelSpec, run_dir: Path,
-            notes: tuple[str, ...] = (), recipe: RecipeChoice | None = None) -> Resolved:
+            notes: tuple[str, ...] = (), recipe: RecipeChoice | None = None, lr_finder: dict | None = None) -> Resolved:
     """The one place the run's spec is assembled; see the module docstring."""
     splits = prepared.splits
     config, task_notes = task_settings(config, splits.multi_label)
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
-                    plan.notes + task_notes + tuple(notes), recipe, splits.multi_label)
+                    plan.notes + task_notes + tuple(notes), recipe, splits.multi_label, lr_finder)
 
 
 # What a multi-label run cannot do yet: (config section, field, its "off" value, the flag that turns it on).

@@ -62,6 +62,42 @@ def test_kaggle_format_is_exactly_image_label_in_input_order(bars_model, bars_cs
     assert all(row["label"] in ("left", "middle", "right") for row in rows)
 
 
+def test_kaggle_keeps_the_id_column_name_of_the_input_csv(bars_model, bars_csv, tmp_path):
+    (tmp_path / "test.csv").write_text("ImageId\n" + "".join(f"images/{i}\n" for i in (4, 1)))
+    rows = visionfit.predict(bars_model, tmp_path / "test.csv", images=bars_csv.parent, out=tmp_path / "sub.csv",
+                             format="kaggle")
+    assert read_csv(tmp_path / "sub.csv") == [["ImageId", "label"], ["images/4", rows[0]["label"]],
+                                              ["images/1", rows[1]["label"]]]
+
+
+def test_a_sample_submission_sets_the_header_the_order_and_the_probability_columns(bars_model, bars_csv, tmp_path):
+    (tmp_path / "test.csv").write_text("id\n" + "".join(f"images/{i}\n" for i in (0, 1, 2)))
+    (tmp_path / "sample.csv").write_text("id,right,left,middle\nimages/2,0,0,0\nimages/0,0,0,0\nimages/1,0,0,0\n")
+    rows = visionfit.predict(bars_model, tmp_path / "test.csv", images=bars_csv.parent, out=tmp_path / "sub.csv",
+                             format="kaggle", probs=True, sample_submission=tmp_path / "sample.csv")
+    table = read_csv(tmp_path / "sub.csv")
+    assert table[0] == ["id", "right", "left", "middle"]
+    by_id = {row["image"]: row for row in rows}
+    for line in table[1:]:
+        probs = by_id[line[0]]["probs"]
+        assert [float(v) for v in line[1:]] == pytest.approx([probs[c] for c in ("right", "left", "middle")], abs=1e-6)
+    assert [line[0] for line in table[1:]] == ["images/2", "images/0", "images/1"]
+    assert sum(rows[0]["probs"].values()) == pytest.approx(1, abs=1e-5)
+    assert list(rows[0]["probs"]) == ["left", "middle", "right"]  # the model's class order
+
+
+def test_an_id_missing_from_the_inputs_is_one_line_naming_the_sample_row(bars_model, bars_csv, tmp_path, capsys):
+    (tmp_path / "test.csv").write_text("id\nimages/0\n")
+    (tmp_path / "sample.csv").write_text("id,label\nimages/0,x\nimages/9,x\n")
+    with pytest.raises(SystemExit) as exit_code:
+        main(["predict", str(bars_model), str(tmp_path / "test.csv"), "--images", str(bars_csv.parent), "-o",
+              str(tmp_path / "sub.csv"), "--format", "kaggle", "--sample-submission", str(tmp_path / "sample.csv")])
+    error = capsys.readouterr().err
+    assert exit_code.value.code == 2 and error.count("\n") == 1
+    assert "sample.csv row 3: id 'images/9' is not among the inputs" in error
+    assert not (tmp_path / "sub.csv").exists()
+
+
 def test_results_do_not_depend_on_the_batch_size(bars_model, bars_csv):
     one = visionfit.predict(bars_model, bars_csv, batch_size=1, topk=3)
     seven = visionfit.predict(bars_model, bars_csv, batch_size=7, topk=3)

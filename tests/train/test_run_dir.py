@@ -74,6 +74,7 @@ def test_a_model_in_a_run_folder_protects_the_runs_files(tmp_path):
     (tmp_path / "exp" / "config.yaml").write_text("")
     names = [path.name for _, path in run_files(tmp_path / "exp" / "best.safetensors")]
     assert {"config.yaml", "metrics.csv", "last.ckpt", "previous.ckpt", "best.safetensors", "last.safetensors",
-            "summary.json", "curves.png", "weights_report.txt", "weights_report.json", "MODEL_CARD.md"} == set(names)
+            "summary.json", "curves.png", "weights_report.txt", "weights_report.json", "MODEL_CARD.md", "lr_find.png",
+            "lr_find.csv"} == set(names)
     assert run_files(tmp_path / "model.safetensors") == []
     assert run_files(Path("elsewhere") / "model.safetensors") == []

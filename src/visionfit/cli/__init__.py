@@ -11,10 +11,10 @@ import os
 import sys
 
 from ..errors import VisionfitError
-from . import check_data, compare, infer, serve, train
+from . import check_data, compare, infer, lr_find, serve, train
 from .help import DefaultsFormatter
 
-COMMAND_MODULES = [train, compare, infer, check_data, serve]
+COMMAND_MODULES = [train, lr_find, compare, infer, check_data, serve]
 DEBUG_VARIABLE = "VISIONFIT_DEBUG"
 
 

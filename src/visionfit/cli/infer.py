@@ -2,6 +2,7 @@
 
     visionfit eval runs/exp/best.safetensors --data val/
     visionfit predict runs/exp/best.safetensors test.csv --images images/ -o submission.csv --format kaggle
+    visionfit predict runs/exp/best.safetensors test/ --format kaggle --probs --sample-submission sample_submission.csv
     visionfit export runs/exp/best.safetensors --onnx model.onnx --check
     visionfit summary resnet18 --input-size 1,3,224,224
     visionfit show-data --data hymenoptera/ -o grid.png --augment
@@ -78,6 +79,12 @@ def _add_predict(parser) -> None:
     parser.add_argument("--topk", type=int, default=0, help="add the K most probable classes and their probabilities")
     parser.add_argument("--format", choices=list(FORMATS), default="full",
                         help="; ".join(f"{name}: {text}" for name, text in FORMATS.items()))
+    parser.add_argument("--probs", action="store_true",
+                        help="one probability column per class, named by class, in the model's class order "
+                             "(a sample submission's order when it has them)")
+    parser.add_argument("--sample-submission", metavar="FILE.csv",
+                        help="with --format kaggle: copy this file's header, id column and row order; every id in "
+                             "it must be among the inputs, and every input among its ids")
     _add_runtime_flags(parser)
     parser.set_defaults(command=run_predict)
 
@@ -98,7 +105,8 @@ def run_predict(args) -> None:
         topk = min(SHOWN_TOPK, len(read_meta(args.model).get("class_names") or [None]))
     rows = predict(args.model, args.inputs, out=out, images=args.images, topk=topk, tta=args.tta,
                    format=args.format, batch_size=args.batch_size, device=args.device, workers=args.workers,
-                   trust_code=args.trust_code, quiet=args.quiet)
+                   trust_code=args.trust_code, probs=args.probs, sample_submission=args.sample_submission,
+                   quiet=args.quiet)
     if len(rows) <= PRINTED_AT_MOST:
         print("\n".join(result_line(row) for row in rows))
     if out is not None:

@@ -47,6 +47,9 @@ def add_config_flags(parser: argparse.ArgumentParser, say_defaults: bool = True)
                 group.add_argument(flag, nargs="*", metavar="KEY=VALUE", type=parse_key_value, default=None, help=help_text)
             elif base is list:
                 group.add_argument(flag, type=_float_list, default=None, metavar="A,B,C", help=help_text)
+            elif f.metadata.get("words"):  # a number or a word: --lr 0.01, --lr auto
+                metavar = "|".join(["NUMBER", *f.metadata["words"]])
+                group.add_argument(flag, type=parse_number_or_word, default=None, metavar=metavar, help=help_text)
             else:
                 group.add_argument(flag, type=base, default=None, choices=f.metadata.get("choices"), help=help_text)
 
@@ -108,6 +111,14 @@ def _base_type(annotation):
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     return typing.get_origin(annotation) or annotation
+
+
+def parse_number_or_word(text: str) -> float | str:
+    """'0.01' -> 0.01, '1e-3' -> 0.001, 'auto' -> 'auto' (the config says which words it takes)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def parse_key_value(text: str) -> tuple[str, object]:

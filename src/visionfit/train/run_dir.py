@@ -27,7 +27,8 @@ else:
 
 MODEL_CARD = "MODEL_CARD.md"
 RUN_FILES = ("config.yaml", "metrics.csv", "last.ckpt", "previous.ckpt", "best.safetensors", "last.safetensors",
-             "summary.json", "curves.png", "weights_report.txt", "weights_report.json", MODEL_CARD)
+             "summary.json", "curves.png", "weights_report.txt", "weights_report.json", MODEL_CARD, "lr_find.png",
+             "lr_find.csv")
 RUN_MARKERS = ("config.yaml", "last.ckpt")  # a folder with one of these beside a model file is a run directory
 LOCK_FILE = ".lock"
 PID_WIDTH = 20

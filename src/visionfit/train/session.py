@@ -103,7 +103,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     started = time.perf_counter()  # caching features is training: it counts, as in epoch 1's images/s
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
-    loaders = (cached.train, cached.val) if cached else _loaders(prepared, config, device, dist, channels_last)
+    loaders = (cached.train, cached.val) if cached else make_loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
     warning = few_steps_warning(steps_per_epoch, len(prepared.train), config, dist.world_size)
     if warning and dist.is_main:
@@ -197,20 +197,29 @@ def _transfer_callbacks(net: nn.Module, config: Config, dist: Distributed) -> li
     return [UnfreezeBackbone(net, after)]
 
 
-def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed):
-    """What the net is trained to do: a set of classes per image (the data decided, in resolve),
-    or one class, with cross-entropy weighted per class by --class-weights from the training
-    labels (the validation loss stays unweighted: tasks.py)."""
-    train = resolved.config.train
-    if resolved.multi_label:
+def training_task(config: Config, prepared: PreparedData):
+    """What the net is trained to do: a set of classes per image (multi-label data), or one
+    class, with cross-entropy weighted per class by --class-weights from the training labels
+    (the validation loss stays unweighted: tasks.py). The LR finder sweeps with the same loss."""
+    train = config.train
+    if prepared.splits.multi_label:
         return MultiLabel(train.label_smoothing)
-    weights = class_weights(prepared.train.labels, len(resolved.class_names), train.class_weights)
-    if weights is not None and dist.is_main:
-        print(f"class weights ({train.class_weights}): {describe(weights, resolved.class_names)}", file=sys.stderr)
+    weights = class_weights(prepared.train.labels, len(prepared.splits.class_names), train.class_weights)
     return SingleLabel(label_smoothing=train.label_smoothing, class_weights=weights)
 
 
-def _loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
+def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed):
+    """The run's training task, and a line saying how --class-weights weighs the classes."""
+    task = training_task(resolved.config, prepared)
+    weights = getattr(task, "class_weights", None)
+    if weights is not None and dist.is_main:
+        train = resolved.config.train
+        print(f"class weights ({train.class_weights}): {describe(weights, resolved.class_names)}", file=sys.stderr)
+    return task
+
+
+def make_loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
+    """The training loader and the validation one (None without validation data); the LR finder uses them too."""
     common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
                   workers=default_workers(config.data.workers), rank=dist.rank, world_size=dist.world_size,
                   channels_last=channels_last)
