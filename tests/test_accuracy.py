@@ -27,8 +27,8 @@ def test_default_command_reaches_97_percent_on_the_embedded_sample(tmp_path, mon
 @pytest.mark.slow
 def test_relu_lenet_reaches_98_5_percent_on_real_mnist_in_3_epochs(tmp_path):
     mnist = real_mnist.folder(download=True)
-    main(["train", "--data", str(mnist), "--model", "lenet", "--model-args", "act=relu", "pool=max",
-          "--epochs", "3", "--quiet", "--project", str(tmp_path)])
+    # lenet_relu has no recipe of its own: visionfit's default (SGD momentum, cosine, pad + crop).
+    main(["train", "--data", str(mnist), "--model", "lenet_relu", "--epochs", "3", "--quiet", "--project", str(tmp_path)])
     summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
     assert summary["train_images"] == 60000 and summary["val_images"] == 10000  # val = the real t10k test set
     assert summary["best_score"] >= 0.985

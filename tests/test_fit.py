@@ -82,7 +82,8 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tiny_splits, tmp_path,
     assert [row["loss"] for row in a["history"]] == [row["loss"] for row in b["history"]]
     if regularize:
         assert a["ema"]["steps"] == b["ema"]["steps"] == 3 * 7  # 96 images in batches of 15: 7 steps an epoch
-        assert (resumed.run_dir / "metrics.csv").read_text().splitlines()[0].split(",") == METRIC_COLUMNS
+        header = (resumed.run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+        assert header == [column for column in METRIC_COLUMNS if not column.endswith(("micro_f1", "map"))]
         for key in a["ema"]["weights"]:
             assert torch.equal(a["ema"]["weights"][key], b["ema"]["weights"][key]), key
 
