@@ -20,7 +20,7 @@ from .config import Config
 from .errors import ConfigError
 from .fitting import DEFAULT_MODEL, architecture_name, prepare_run
 from .resolve import resolve_recipe
-from .train.lr_finder import END_LR, METHODS, START_LR, STEPS, SweepSettings
+from .train.lr_finder import END_LR, MAX_STEPS, METHODS, START_LR, SweepSettings
 from .train.lr_run import find_run_lr
 from .train.run_dir import check_project, create_run_dir
 from .train.session import start_session, writing
@@ -45,7 +45,7 @@ class LRFindResult:
 
 
 def lr_find(model: str | nn.Module | None = None, data=None, *, start_lr: float = START_LR, end_lr: float = END_LR,
-            steps: int = STEPS, suggest: str = "valley", **options) -> LRFindResult:
+            steps: int | None = None, suggest: str = "valley", **options) -> LRFindResult:
     """Sweep the lr from `start_lr` to `end_lr` over `steps` optimizer steps (fewer when the
     loss diverges) on `model` (a name or an nn.Module, left as it was) and `data`, as `fit`
     takes them; options are fit's (optimizer, batch_size, image_size, ...; `lr` is ignored).
@@ -68,13 +68,13 @@ def lr_find(model: str | nn.Module | None = None, data=None, *, start_lr: float 
     return LRFindResult(sweep.lrs, sweep.losses, found.lr, sweep.method, dict(sweep.suggestions), run_dir, found.plot)
 
 
-def _settings(start_lr: float, end_lr: float, steps: int, suggest: str) -> SweepSettings:
+def _settings(start_lr: float, end_lr: float, steps: int | None, suggest: str) -> SweepSettings:
     """The sweep's range and length, checked (the CLI's --start-lr, --end-lr, --steps, --suggest)."""
     if not 0 < start_lr < end_lr <= 100:
         raise ConfigError(f"--start-lr {start_lr:g} and --end-lr {end_lr:g}: need 0 < start < end <= 100 "
                           f"(e.g. {START_LR:g} and {END_LR:g})")
-    if not 10 <= steps <= 10_000:
-        raise ConfigError(f"--steps {steps} must be between 10 and 10000 (e.g. {STEPS})")
+    if steps is not None and not 10 <= steps <= 10_000:
+        raise ConfigError(f"--steps {steps} must be between 10 and 10000 (e.g. {MAX_STEPS})")
     if suggest not in METHODS:
         raise ConfigError(f"--suggest {suggest} is not one of {', '.join(METHODS)}")
     return SweepSettings(start_lr, end_lr, steps, suggest)

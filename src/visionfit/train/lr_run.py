@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..files import atomic_path, write_text_atomic
 from ..models.transfer import freeze, optimizer_groups
 from .distributed import Distributed
-from .lr_finder import LRSweep, SweepSettings, lr_sweep
+from .lr_finder import LRSweep, SweepSettings, lr_sweep, sweep_steps
 from .optim import build_optimizer
 from .session import make_loaders, training_task
 from .trainer import amp_dtype
@@ -84,6 +84,8 @@ def find_run_lr(net: nn.Module, prepared: PreparedData, config: Config, device: 
     train_cfg = dataclasses.replace(config.train, lr=settings.start_lr)
     optimizer = build_optimizer(optimizer_groups(net, train_cfg), train_cfg)
     loader = make_loaders(prepared, config, device, dist, channels_last=False)[0]
+    if settings.steps is None:
+        settings = dataclasses.replace(settings, steps=sweep_steps(len(loader)))
     task = training_task(config, prepared)
     dtype = amp_dtype(config.train.amp, device)
     sweep = lr_sweep(net, optimizer, loader, task.train_loss, settings, _amp_step(optimizer, device, dtype),
