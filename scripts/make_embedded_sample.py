@@ -1,6 +1,6 @@
 """Make src/visionfit/assets/mnist_sample.npz, the bundled default dataset.
 
-    python scripts/make_embedded_sample.py --mnist /work/shared/datasets/mnist
+    python scripts/make_embedded_sample.py --mnist ../shared/datasets/mnist
 
 Takes the same number of images of every digit (seeded, kept in file order) from
 the real MNIST train and t10k IDX files, and refuses to write more than 3 MB.
@@ -38,7 +38,7 @@ def split_arrays(folder: Path, prefix: str, per_class: int, seed: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=Path("/work/shared/datasets/mnist"), help="MNIST .gz IDX folder")
+    parser.add_argument("--mnist", type=Path, required=True, help="the MNIST .gz IDX folder, e.g. ../shared/datasets/mnist")
     parser.add_argument("--train-per-class", type=int, default=1200)
     parser.add_argument("--test-per-class", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)

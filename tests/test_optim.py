@@ -25,13 +25,7 @@ def test_each_optimizer_reduces_a_simple_loss(name):
     model, groups = model_and_groups()
     optimizer = build_optimizer(groups, train_config(optimizer=name, lr=0.05, weight_decay=1e-4, nesterov=True))
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
-    losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = train_steps(model, optimizer, x, y, 30)
     assert losses[-1] < losses[0] * 0.95
 
 
@@ -151,11 +145,17 @@ def test_lamb_and_lion_train_a_small_net(name, lr, weight_decay):
     assert type(optimizer).__name__ == name.capitalize() and type(optimizer).__module__.startswith("timm.optim")
     generator = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 1, 8, 8, generator=generator), torch.randint(0, 3, (32,), generator=generator)
+    losses = train_steps(model, optimizer, x, y, 15)
+    assert losses[-1] < losses[0] * 0.5
+
+
+def train_steps(model, optimizer, x, y, steps: int) -> list[float]:
+    """The loss of each of `steps` full-batch optimizer steps on (x, y)."""
     losses = []
-    for _ in range(15):
+    for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] * 0.5
+    return losses

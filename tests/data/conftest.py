@@ -27,6 +27,14 @@ def png():
 
 
 @pytest.fixture
+def pictures(tmp_path, png):
+    """imgs/a.png .. imgs/f.png, each filled with its index."""
+    for i, name in enumerate("abcdef"):
+        png(tmp_path / "imgs" / f"{name}.png", np.full((3, 3), i, dtype=np.uint8))
+    return tmp_path / "imgs"
+
+
+@pytest.fixture
 def write_idx():
     def write(path: Path, array: np.ndarray, gz: bool = False) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

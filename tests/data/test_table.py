@@ -7,14 +7,6 @@ from visionfit.data.table import EMPTY_LABEL, MISSING_FILE, load_csv
 from visionfit.errors import DataError
 
 
-@pytest.fixture
-def pictures(tmp_path, png):
-    """imgs/a.png .. imgs/f.png, each filled with its index."""
-    for i, name in enumerate("abcdef"):
-        png(tmp_path / "imgs" / f"{name}.png", np.full((3, 3), i, dtype=np.uint8))
-    return tmp_path / "imgs"
-
-
 def test_string_labels_sorted_and_paths_relative_to_csv(tmp_path, pictures, write_csv):
     csv = write_csv(tmp_path / "train.csv", "image,label\nimgs/a.png,dog\nimgs/b.png,cat\nimgs/c.png,dog\n")
     names, samples = load_csv(csv)

@@ -9,14 +9,6 @@ from visionfit.data.table import EMPTY_LABEL, load_csv
 from visionfit.errors import ConfigError, DataError
 
 
-@pytest.fixture
-def pictures(tmp_path, png):
-    """imgs/a.png .. imgs/f.png, each filled with its index."""
-    for i, name in enumerate("abcdef"):
-        png(tmp_path / "imgs" / f"{name}.png", np.full((3, 3), i, dtype=np.uint8))
-    return tmp_path / "imgs"
-
-
 def test_a_tags_column_holds_space_separated_classes(tmp_path, pictures, write_csv):
     csv = write_csv(tmp_path / "t.csv", "image,tags\nimgs/a.png,dog cat\nimgs/b.png,bird\nimgs/c.png,  cat  \n")
     names, samples = load_csv(csv)
