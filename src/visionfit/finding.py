@@ -55,10 +55,10 @@ def lr_find(model: str | nn.Module | None = None, data=None, *, start_lr: float 
     module = model if isinstance(model, nn.Module) else None
     options.pop("lr", None)  # the sweep sets the lr
     config = Config.from_options(model=architecture_name(model or DEFAULT_MODEL), data=data, **options)
-    config, _ = resolve_recipe(config)  # the model's recipe fills what the options leave unset, as in fit()
+    config, recipe = resolve_recipe(config)  # the model's recipe fills what the options leave unset, as in fit()
     dist, device = start_session(config)
     check_project(config.run.project, data_folders=(config.data.data, config.data.val_data))
-    parts = prepare_run(config, module, dist)
+    parts = prepare_run(config, module, dist, recipe)
     run_dir = create_run_dir(Path(config.run.project), config.run.name or DEFAULT_FOLDER, dist)
     with writing(run_dir, dist):
         print(f"lr finder: {config.model.model}, {config.train.optimizer}, batch {config.data.batch_size}, "

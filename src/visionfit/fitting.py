@@ -68,7 +68,7 @@ def _fresh(config: Config, module: nn.Module | None, recipe: RecipeChoice) -> Fi
         # The same command line that started the run: its model name is the user's, not the file's.
         data = config.data.data if not isinstance(config.data.data, (str, type(None))) else None
         return _resume(earlier, data, {}, trust_code=True)
-    parts = prepare_run(config, module, dist)
+    parts = prepare_run(config, module, dist, recipe)
     run_dir = earlier or create_run_dir(Path(config.run.project), config.run.name, dist)
     key = attempt_key()
     if key is not None and dist.is_main:
@@ -95,11 +95,12 @@ class RunParts:
     report: LoadReport | None  # how the starting weights loaded, when some were asked for
 
 
-def prepare_run(config: Config, module: nn.Module | None, dist: Distributed) -> RunParts:
+def prepare_run(config: Config, module: nn.Module | None, dist: Distributed,
+                recipe: RecipeChoice | None = None) -> RunParts:
     """The data and the model a config asks for, as `train` and `lr-find` both build them."""
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
-    task_settings(config, splits.multi_label)  # settings the task cannot honour are refused before any decoding
+    task_settings(config, splits.multi_label, recipe)  # settings the task cannot honour are refused before any decoding
     source = _weight_source(config, module)
     weights = source.preprocessing if source else None
     plan = plan_input(config.data, splits.train, _natural_size(config, module), weights)

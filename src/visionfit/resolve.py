@@ -170,7 +170,7 @@ def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: Model
             notes: tuple[str, ...] = (), recipe: RecipeChoice | None = None, lr_finder: dict | None = None) -> Resolved:
     """The one place the run's spec is assembled; see the module docstring."""
     splits = prepared.splits
-    config, task_notes = task_settings(config, splits.multi_label)
+    config, task_notes = task_settings(config, splits.multi_label, recipe)
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
                     plan.notes + task_notes + tuple(notes), recipe, splits.multi_label, lr_finder)
 
@@ -181,14 +181,21 @@ NOT_MULTI_LABEL = (("train", "class_weights", "none", "--class-weights"),
                    ("train", "mixup", 0.0, "--mixup"), ("train", "cutmix", 0.0, "--cutmix"))
 
 
-def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str, ...]]:
+def task_settings(config: Config, multi_label: bool,
+                  recipe: RecipeChoice | None = None) -> tuple[Config, tuple[str, ...]]:
     """The config with --monitor decided (map for multi-label data, else val_acc), what the run
-    says about it, and a ConfigError for settings the task cannot honour."""
-    monitor = config.train.monitor
+    says about it, and a ConfigError for settings the task cannot honour. A single-label-only
+    setting that a recipe (not the user) turned on is turned off for multi-label data, and said."""
+    monitor, notes = config.train.monitor, ()
     if multi_label:
         for section, name, off, flag in NOT_MULTI_LABEL:
-            if getattr(getattr(config, section), name) not in (off, None):  # None: a recipe fills it later
-                raise ConfigError(f"{flag} is for single-label data; this CSV is multi-label (tags) - drop {flag}")
+            if getattr(getattr(config, section), name) in (off, None):  # None: a recipe fills it later
+                continue
+            if recipe is not None and recipe.sources.get(name, "your setting") != "your setting":
+                config = config.replace(**{name: off})
+                notes += (f"{flag} off: recipe {recipe.name} sets it, and it is for single-label data",)
+                continue
+            raise ConfigError(f"{flag} is for single-label data; this CSV is multi-label (tags) - drop {flag}")
         if monitor == "balanced_acc":
             raise ConfigError("--monitor balanced_acc is for single-label data; use map, macro_f1, val_acc "
                               "(exact match) or val_loss for multi-label")
@@ -200,7 +207,7 @@ def task_settings(config: Config, multi_label: bool) -> tuple[Config, tuple[str,
         return config, ()
     why = "--multi-label" if config.data.multi_label else "a tags/labels column, or one 0/1 column per class"
     return config, (f"multi-label ({why}): a sigmoid per class, binary cross-entropy; per-class thresholds "
-                    f"chosen on validation for the best F1; best model by {config.train.monitor}",)
+                    f"chosen on validation for the best F1; best model by {config.train.monitor}", *notes)
 
 
 def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:
