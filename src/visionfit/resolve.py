@@ -71,9 +71,20 @@ def resolve_recipe(config: Config) -> tuple[Config, RecipeChoice]:
         else:
             sources[name] = UNSET_SOURCES.get(name, "no recipe sets it: off")
     values, sources = _capped_warmup(config, values, sources)
+    _require_room_to_unfreeze(config, values)
     title = f"{config.train.recipe} (--recipe)" if config.train.recipe else (
         f"{own.name} ({model}'s own)" if own is not RECIPE_DEFAULTS else f"{own.name} (no recipe of its own)")
     return config.replace(**values), RecipeChoice(title, sources)
+
+
+def _require_room_to_unfreeze(config: Config, values: dict) -> None:
+    """A recipe that unfreezes after K epochs (finetune) needs more than K: say so in its words,
+    not in those of --unfreeze-after, which the user never typed."""
+    after, epochs = values.get("unfreeze_after"), values.get("epochs", config.train.epochs)
+    if after is not None and epochs is not None and epochs <= after:
+        raise ConfigError(f"--recipe {config.train.recipe or 'of ' + config.model.model} trains the new head for "
+                          f"{after} epoch{'s' if after != 1 else ''} with the backbone frozen, then the whole net: "
+                          f"give --epochs {after + 1} or more (not {epochs})")
 
 
 def _capped_warmup(config: Config, values: dict, sources: dict) -> tuple[dict, dict]:

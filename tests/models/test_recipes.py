@@ -111,3 +111,8 @@ def test_sigmoid_lenet_learns_mnist_with_its_own_recipe(tmp_path):
     config = result.resolved.config
     assert (config.train.lr, config.data.batch_size, config.model.init) == (0.5, 256, "xavier")
     assert result.best_score > 0.5
+
+
+def test_finetune_with_one_epoch_says_what_the_recipe_needs():
+    with pytest.raises(ConfigError, match=r"--recipe finetune trains the new head for 1 epoch .*give --epochs 2 or more \(not 1\)"):
+        resolve_recipe(Config.from_options(model="resnet18", recipe="finetune", epochs=1))
