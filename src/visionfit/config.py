@@ -91,7 +91,7 @@ class TrainConfig:
     mixup: float | None = option(None, "MixUp alpha (e.g. 0.8): blend pairs of images and their labels; 0 is off; default: the recipe's (0)")
     cutmix: float | None = option(None, "CutMix alpha (e.g. 1.0): paste a patch of one image into another, labels by area; 0 is off; default: the recipe's (0)")
     mix_prob: float = option(1.0, "probability that a batch is mixed, when --mixup or --cutmix is on")
-    ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too")
+    ema: float | None = option(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate it too; 0 is off (e.g. to drop a recipe's)")
     class_weights: str = option("none", "weight the training loss per class: none, auto (inverse frequency) or effective (effective number of samples); a rare class's images then each weigh up to the class-size ratio more, so a smaller --lr may suit", choices=["none", "auto", "effective"])
     monitor: str | None = option(None, "the metric that picks the best model and drives --patience (its training counterpart when there is no validation; map: mean average precision, multi-label only); default: val_acc, or map for multi-label data", choices=["val_acc", "val_loss", "macro_f1", "balanced_acc", "map"])
     tensorboard: bool = option(False, "also log to TensorBoard in the run directory")
@@ -294,7 +294,7 @@ def number_ranges(config: Config) -> dict[str, Range]:
         "mixup": Range(0, 10, "a Beta(alpha, alpha) parameter, e.g. 0.2 to 0.8; 0 is off"),
         "cutmix": Range(0, 10, "a Beta(alpha, alpha) parameter, e.g. 1.0; 0 is off"),
         "mix_prob": Range(0, 1, "a probability, e.g. 1.0 or 0.5"),
-        "ema": Range(0, 1, "a decay close to 1, e.g. 0.999 (0.99 for short runs)", low_open=True, high_open=True),
+        "ema": Range(0, 1, "a decay close to 1, e.g. 0.999 (0.99 for short runs); 0 turns it off", high_open=True),
     }
 
 

@@ -116,3 +116,13 @@ def test_sigmoid_lenet_learns_mnist_with_its_own_recipe(tmp_path):
 def test_finetune_with_one_epoch_says_what_the_recipe_needs():
     with pytest.raises(ConfigError, match=r"--recipe finetune trains the new head for 1 epoch .*give --epochs 2 or more \(not 1\)"):
         resolve_recipe(Config.from_options(model="resnet18", recipe="finetune", epochs=1))
+
+
+def test_ema_zero_drops_the_recipes_average():
+    from visionfit.train.session import _weight_average
+
+    config, recipe = resolve_recipe(Config.from_options(recipe="timm-small", ema=0.0))
+    assert config.train.ema == 0.0 and recipe.sources["ema"] == "your setting"
+    assert _weight_average(torch.nn.Linear(2, 2), config.train.ema, None) is None
+    assert _weight_average(torch.nn.Linear(2, 2), resolve_recipe(Config.from_options(recipe="timm-small"))[0].train.ema,
+                           None) is not None

@@ -23,7 +23,7 @@ WARMUP_POWER = 2 / 3  # timm's default; see the module docstring for what it mea
 
 def describe_ema(decay: float | None) -> str | None:
     """One line for the start of a run, or None without --ema."""
-    if decay is None:
+    if not decay:  # None or 0: off
         return None
     return (f"EMA of the weights: decay {decay:g} after warmup, validated beside the raw weights; the better "
             "becomes best.safetensors")

@@ -158,7 +158,7 @@ def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
 
 def _weight_average(trained: nn.Module, decay: float | None, resume_state: dict | None) -> WeightAverage | None:
     """With --ema, the average of the weights the trainer trains (before DDP and compile wrap them)."""
-    if decay is None:
+    if not decay:  # None or 0 (--ema 0 drops a recipe's EMA): no average
         return None
     ema = WeightAverage(trained, decay)
     if resume_state is not None:
