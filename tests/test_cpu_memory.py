@@ -15,7 +15,7 @@ if sys.argv[1] == "keep":
 def batch():  # 64 MB blocks, above glibc's largest mmap threshold (32 MB): mmapped by default
     x = torch.ones(16, 1024, 1024)
     return float((x * 2).sum())
-for _ in range(5):  # the heap settles into its blocks over the first few
+for _ in range(8):  # the heap settles into its blocks over the first few
     batch()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
@@ -31,11 +31,11 @@ def _faults(mode: str) -> int:
 
 @pytest.mark.skipif(cpu_memory._glibc() is None, reason="mallopt is glibc's (Linux); other allocators keep their own rules")
 def test_kept_memory_is_reused_without_page_faults():
-    """Ten 'batches' of two 64 MB tensors after five to warm up: glibc's defaults fault every
+    """Ten 'batches' of two 64 MB tensors after eight to warm up: glibc's defaults fault every
     page in anew each time (~320,000 faults); with freed memory kept, the blocks are reused."""
     default, kept = _faults("default"), _faults("keep")
     assert default > 100_000
-    assert kept < default / 20
+    assert kept < default / 10  # ~0 alone; one 64 MB block's 16k faults at most beside other work
 
 
 def test_opting_out_leaves_the_allocator_alone(monkeypatch):
