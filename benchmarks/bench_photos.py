@@ -44,14 +44,14 @@ def make_folder(root: Path, per_class: int, seed: int = 0) -> Path:
     return root
 
 
-def tutorial_run(root: Path, size: int, epochs: int) -> float:
+def tutorial_run(root: Path, size: int, epochs: int, device: str = "cpu", workers: int = 1) -> float:
     """The seeds' loop: ImageFolder decodes and transforms every image every epoch."""
     torch.manual_seed(0)
     transform = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
                                     transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406],
                                                                                 [0.229, 0.224, 0.225])])
-    loader = DataLoader(datasets.ImageFolder(root / "train", transform), batch_size=32, shuffle=True, num_workers=1)
-    model = visionfit.create_model("resnet18", num_classes=2)
+    loader = DataLoader(datasets.ImageFolder(root / "train", transform), batch_size=32, shuffle=True, num_workers=workers)
+    model = visionfit.create_model("resnet18", num_classes=2).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     best = 0.0
@@ -59,6 +59,7 @@ def tutorial_run(root: Path, size: int, epochs: int) -> float:
         model.train()
         start, seen = time.perf_counter(), 0
         for X, y in loader:
+            X, y = X.to(device), y.to(device)
             optimizer.zero_grad()
             loss = loss_fn(model(X), y)
             loss.backward()
@@ -69,9 +70,9 @@ def tutorial_run(root: Path, size: int, epochs: int) -> float:
     return best
 
 
-def visionfit_run(root: Path, size: int, epochs: int, project: str) -> float:
+def visionfit_run(root: Path, size: int, epochs: int, project: str, device: str = "cpu", workers: int = 1) -> float:
     result = visionfit.fit("resnet18", str(root), image_size=size, epochs=epochs, lr=0.01, batch_size=32,
-                           scheduler="none", workers=1, quiet=True, project=project)
+                           scheduler="none", workers=workers, quiet=True, project=project, device=device)
     return max(row["images_per_s"] for row in result.history)
 
 
@@ -80,14 +81,16 @@ def main():
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers, both sides")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = make_folder(Path(tmp) / "photos", args.per_class)
-        ours = visionfit_run(root, args.size, args.epochs, str(Path(tmp) / "runs"))
-        theirs = tutorial_run(root, args.size, args.epochs)
-    print(f"device: cpu ({platform.machine()}, {torch.get_num_threads()} threads), date: {date.today()}, "
+        ours = visionfit_run(root, args.size, args.epochs, str(Path(tmp) / "runs"), args.device, args.workers)
+        theirs = tutorial_run(root, args.size, args.epochs, args.device, args.workers)
+    print(f"device: {args.device} ({platform.machine()}, {torch.get_num_threads()} threads), date: {date.today()}, "
           f"torch {torch.__version__}; resnet18 at {args.size} px, {2 * args.per_class} training JPEGs, "
-          f"{args.epochs} epochs, batch 32, 1 loader worker")
+          f"{args.epochs} epochs, batch 32, {args.workers} loader workers")
     print("| loop | train images/s (best epoch) |")
     print("|---|---|")
     print(f"| tutorial (ImageFolder, decode every epoch) | {theirs:,.0f} |")

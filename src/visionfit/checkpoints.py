@@ -224,6 +224,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", trust_code:
     source = str(Path(path) / FOLDER_CONFIG) if Path(path).is_dir() else str(path)  # what described the model
     model = build_described(meta["architecture"], len(meta["class_names"]), meta["in_channels"],
                             meta.get("model_args", {}), shapes, source, trust_code)
+    return _filled(model, meta, weights, device)
+
+
+def load_into(model: nn.Module, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Fill `model` (of the file's architecture) with a model file's weights and metadata; returns
+    it in eval mode. For a module built with arguments the file cannot record (torchvision's
+    ResNet takes its block type), which load_model cannot rebuild."""
+    meta, _, weights = _read_header(path)
+    return _filled(model, meta, weights, device)
+
+
+def _filled(model: nn.Module, meta: dict, weights: Path, device) -> nn.Module:
     try:
         safetensors.torch.load_model(model, str(weights), strict=True, device=str(device))
     except Exception as error:  # safetensors raises its own types for a file that changed since its header was read

@@ -9,6 +9,7 @@ fitting.py decides what to train (a fresh run, a resume, a torchrun restart); th
 trains it, reading only the Resolved value.
 """
 import contextlib
+import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,13 +20,13 @@ import torch
 from torch import nn
 
 from .. import progress
-from ..checkpoints import load_model
+from ..checkpoints import load_into, load_model, unwrap
 from ..config import Config
 from ..cpu_memory import keep_freed_memory
 from ..data.loader import BatchLoader
 from ..data.prepare import PreparedData, default_workers
 from ..devices import resolve_device
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import ConfigError, ModelError, TrainingDiverged
 from ..files import write_text_atomic
 from ..infer import metrics
 from ..models.transfer import UnfreezeBackbone, freeze, optimizer_groups
@@ -241,14 +242,23 @@ def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
     return callbacks
 
 
+def _best_model(trainer: Trainer, path: Path, device) -> nn.Module:
+    """The best epoch's model, rebuilt from the file this run wrote a moment ago (whatever code it
+    names), as predict will; a module the user built with arguments the file cannot record
+    (torchvision's ResNet(block, layers)) takes the weights in a copy of the trained module."""
+    try:
+        return load_model(path, device=device, trust_code=True)
+    except ModelError:
+        return load_into(copy.deepcopy(unwrap(trainer.model)), path, device)
+
+
 def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: Distributed, device,
             seconds: float) -> FitResult:
     run_dir, config = resolved.run_dir, resolved.config
     monitor = config.train.monitor
     best_row = max(trainer.history, key=lambda row: kept_score(row, monitor))  # the first of equals, as the Checkpointer
     dist.barrier()
-    # This run wrote it a moment ago from the model it trains, whatever code that is.
-    best_model = load_model(run_dir / "best.safetensors", device=device, trust_code=True)
+    best_model = _best_model(trainer, run_dir / "best.safetensors", device)
     test = None
     if prepared.test is not None and len(prepared.test):
         trainer.model = best_model
