@@ -114,6 +114,17 @@ def test_fit_accepts_an_nn_module(tiny_splits, tmp_path):
     assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
 
 
+def test_fit_of_a_module_the_file_cannot_rebuild_ends_with_its_best_weights(tiny_splits, tmp_path):
+    # torchvision's ResNet(block, layers): the file names its class but not the arguments it was built with.
+    import torchvision
+    net = torchvision.models.resnet18(num_classes=3)
+    net.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
+    net.maxpool = torch.nn.Identity()
+    result = visionfit.fit(net, tiny_splits, project=str(tmp_path), **FAST)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["best_epoch"] == result.best_epoch and (result.run_dir / "MODEL_CARD.md").is_file()
+
+
 def test_max_per_class_trains_on_a_balanced_slice(tiny_splits, tmp_path):
     result = visionfit.fit("mlp", tiny_splits, project=str(tmp_path), max_per_class=5, **{**FAST, "epochs": 1})
     summary = json.loads((result.run_dir / "summary.json").read_text())
