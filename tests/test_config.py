@@ -73,6 +73,8 @@ def test_every_float_field_must_be_finite_and_has_a_range(name, value):
     ({"pad": 64}, True), ({"pad": -1}, False),
     ({"max_per_class": 1}, True), ({"max_per_class": 0}, False),
     ({"patience": 1}, True), ({"step_size": 0}, False),
+    ({"presize": 0}, True), ({"presize": 4096}, True), ({"presize": 4097}, False), ({"presize": -1}, False),
+    ({"presize": 224, "image_size": 224}, True), ({"presize": 0, "image_size": 224}, True),
 ], ids=str)
 def test_range_edges(options, allowed):
     if allowed:
@@ -152,3 +154,13 @@ def test_the_file_values_are_validated_like_flags(tmp_path):
     path = write_yaml(tmp_path / "run.yaml", {"train": {"lr": 0}})
     with pytest.raises(ConfigError, match="--lr must be > 0"):
         Config.from_file(path)
+
+
+def test_a_presize_smaller_than_the_input_is_refused_naming_both_flags(capsys):
+    from visionfit.cli import main
+
+    with pytest.raises(ConfigError, match=r"^--presize must be 0 or at least --image-size \(224\), not 200: "):
+        Config.from_options(image_size=224, presize=200)
+    with pytest.raises(SystemExit):  # the flag exists, generated from the field, and is checked before any work
+        main(["train", "--image-size", "64", "--presize", "50"])
+    assert "--presize must be 0 or at least --image-size (64), not 50" in capsys.readouterr().err

@@ -6,8 +6,12 @@ import yaml
 
 import visionfit
 from visionfit.checkpoints import load_resume_state, read_meta
+from visionfit.data.prepare import prepare_data, resolve_splits
 from visionfit.errors import ConfigError
+from visionfit.resolve import saved_plan
 from visionfit.train.callbacks import METRIC_COLUMNS
+
+from .photos import write_odd_photos
 
 FAST = dict(epochs=3, lr=0.05, optimizer="adam", batch_size=16, quiet=True, image_size=16)
 
@@ -149,3 +153,23 @@ def test_monitor_class_weights_and_sampler_run_and_resume_keeps_the_monitor(tiny
     config = yaml.safe_load((resumed.run_dir / "config.yaml").read_text())
     assert (config["train"]["monitor"], config["train"]["class_weights"], config["data"]["sampler"]) == (
         "val_loss", "auto", "balanced")
+
+
+def test_a_photo_run_records_its_presize_and_resumes_with_it(tmp_path, capsys):
+    root = write_odd_photos(tmp_path / "photos", per_class=6)
+    options = dict(epochs=1, lr=0.01, optimizer="adam", batch_size=4, image_size=16, presize=20, workers=0, quiet=True)
+    result = visionfit.fit("lenet_relu", str(root), project=str(tmp_path / "runs"), **options)
+    assert "training images stored at 20x20 (presize); random resized crop + flip on the device" in capsys.readouterr().out
+    recorded = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert recorded["data"]["presize"] == 20 and recorded["resolved"]["input"]["presize"] == 20
+    resumed = visionfit.fit(resume=str(result.run_dir), epochs=2)
+    assert resumed.resolved.plan.presize == 20 and [row["epoch"] for row in resumed.history] == [1, 2]
+    # A record from before the presize existed still loads, and trains on whole photos as that run did.
+    old = resumed.resolved.record()
+    del old["resolved"]["input"]["presize"]
+    old["resolved"]["input"]["store_side"] = 22
+    plan = saved_plan(old)[0]
+    assert (plan.presize, plan.store_side) == (None, 22)
+    config = resumed.resolved.config
+    train = prepare_data(config.data, resolve_splits(config.data, config.train.seed), plan).train
+    assert not train.uniform and min(min(image.shape[1:]) for image in train.images) == 22

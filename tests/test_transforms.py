@@ -1,4 +1,8 @@
+import math
+
 import torch
+
+from visionfit.data import transforms
 
 from .conftest import make_preset
 
@@ -134,3 +138,36 @@ def test_batched_and_per_sample_padded_crops_draw_the_same_shifts():
     counts_a = torch.bincount((shift_a + pad).long(), minlength=2 * pad + 1) / n
     counts_b = torch.bincount((shift_b + pad).long(), minlength=2 * pad + 1) / n
     assert (counts_a - counts_b).abs().max() < 0.05 and abs(flip_a - flip_b) < 0.07
+
+
+def ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    a, b = a.double().sort().values, b.double().sort().values
+    points = torch.cat([a, b])
+    gap = torch.searchsorted(a, points, right=True) / len(a) - torch.searchsorted(b, points, right=True) / len(b)
+    return gap.abs().max().item()
+
+
+def test_batched_crop_draws_torchvisions_random_resized_crop_on_the_presized_square():
+    """The crops cut from a presized P x P store on the device have the scale (area fraction) and
+    aspect ratio distribution of torchvision's RandomResizedCrop.get_params on that square."""
+    from torchvision.transforms import RandomResizedCrop
+
+    side, ours_n, theirs_n = 258, 40_000, 4_000  # get_params draws one crop per Python call: fewer of them
+    theta = transforms._random_resized_crop_theta(ours_n, (side, side), torch.device("cpu"),
+                                                  torch.Generator().manual_seed(0)).double()
+    ours = {"scale": theta[:, 0, 0] * theta[:, 1, 1], "log_aspect": torch.log(theta[:, 0, 0] / theta[:, 1, 1])}
+    torch.manual_seed(0)
+    square = torch.zeros(1, side, side)
+    crops = torch.tensor([RandomResizedCrop.get_params(square, transforms.RRC_SCALE, transforms.RRC_RATIO)[2:]
+                          for _ in range(theirs_n)], dtype=torch.float64)  # (h, w) per draw
+    theirs = {"scale": crops[:, 0] * crops[:, 1] / side**2, "log_aspect": torch.log(crops[:, 1] / crops[:, 0])}
+    for name in ours:
+        # The 0.1% critical value of the two-sample KS statistic for these sizes is 0.032.
+        assert ks_statistic(ours[name], theirs[name]) < 0.032, name
+        for q in (0.05, 0.5, 0.95):
+            assert abs(ours[name].quantile(q) - theirs[name].quantile(q)) < 0.03, (name, q)
+    assert ours["scale"].min() >= 0.079 and ours["log_aspect"].abs().max() <= math.log(4 / 3) + 0.01
+    # Crops stay inside the square: centre offset plus half-width never passes the border.
+    assert ((theta[:, 0, 2].abs() + theta[:, 0, 0]) <= 1 + 1e-6).all()
+    assert ((theta[:, 1, 2].abs() + theta[:, 1, 1]) <= 1 + 1e-6).all()

@@ -43,7 +43,8 @@ class DataConfig:
     interpolation: str | None = option(None, "resampling for resizes: bilinear, bicubic or nearest; default: the pretrained weights', else bilinear", choices=["bilinear", "bicubic", "nearest"])
     batch_size: int | None = option(None, "images per optimizer step (before accumulation); default: the recipe's (128; d2l's for the classic nets)")
     workers: int | None = option(None, "data loading processes; default: min(8, cores - 1)")
-    cache: str = option("ram", "ram: decode every image once and keep it; none: decode from disk each epoch", choices=["ram", "none"])
+    presize: int | None = option(None, "photos: side of the square every training image is stored at (shorter side resized, then center-cropped) for random resized crops on the device; 0 keeps each photo whole (crops drawn per image in DataLoader workers); default: 1.15 x the input size (258 for 224)")
+    cache: str | None = option(None, "ram: decode every image once and keep it (stop if it does not fit); none: decode from disk each epoch; default: ram when the decoded images fit in memory, else none (said at the start)", choices=["ram", "none"])
     download_dir: str | None = option(None, "where named datasets download to; default: ~/.cache/visionfit/datasets")
     label_column: str | None = option(None, "the CSV column that holds the classes, when it is not named label, class, category or target")
     image_column: str | None = option(None, "the CSV column that holds the image paths, when it is not named image, file, filename, path or id")
@@ -170,6 +171,9 @@ class Config:
         self._validate_words()
         self._validate_numbers()
         _require(d.channels in (None, 1, 3), "--channels must be 1 or 3")
+        _require(not (d.presize and d.image_size and d.presize < d.image_size),
+                 f"--presize must be 0 or at least --image-size ({d.image_size}), not {d.presize}: random resized "
+                 f"crops are cut from the stored square")
         for name, values in (("--mean", d.mean), ("--std", d.std)):
             _require(values is None or len(values) in (1, 3), f"{name} takes 1 or 3 numbers")
         _require(
@@ -271,6 +275,8 @@ def number_ranges(config: Config) -> dict[str, Range]:
         # Pixels are scaled to [0, 1] before normalising, so mean and std live there too.
         "mean": Range(0, 1, "per channel on the 0-1 pixel scale, e.g. 0.485,0.456,0.406"),
         "std": Range(0, 1, "per channel on the 0-1 pixel scale, e.g. 0.229,0.224,0.225", low_open=True),
+        # 0 is off; otherwise at least the input size (Config.validate, and plan_input for a size the weights set).
+        "presize": Range(0, 4096, "pixels, e.g. 258 for --image-size 224 (1.15x, the default); 0 keeps photos whole"),
         "crop_fraction": Range(0, 1, "crop side / resize side, e.g. 0.875 (256 -> 224)", low_open=True),
         "rotation": Range(0, 180, "degrees either way, e.g. 15; 180 already covers every angle"),
         # Padding is for the random crop of small images (at most 64 px); more is only black border.

@@ -17,7 +17,8 @@ from torch import nn
 from . import progress
 from .checkpoints import load_resume_state
 from .config import Config
-from .data.prepare import InputPlan, PreparedData, plan_input, prepare_data, require_training_data, resolve_splits
+from .data.plan import InputPlan, plan_input
+from .data.prepare import PreparedData, prepare_data, require_training_data, resolve_splits
 from .data.samples import DatasetSplits
 from .errors import ConfigError
 from .files import write_text_atomic

@@ -20,7 +20,8 @@ from torch import nn
 
 from . import __version__
 from .config import Config
-from .data.prepare import InputPlan, PreparedData
+from .data.plan import InputPlan
+from .data.prepare import PreparedData
 from .data.transforms import Preset
 from .errors import ConfigError
 from .models import apply_init, create_model, model_args_for_input
@@ -183,7 +184,7 @@ def resolve(config: Config, plan: InputPlan, prepared: PreparedData, spec: Model
     splits = prepared.splits
     config, task_notes = task_settings(config, splits.multi_label, recipe)
     return Resolved(config, plan, prepared.preset, spec, tuple(splits.class_names), splits.name, run_dir,
-                    plan.notes + task_notes + tuple(notes), recipe, splits.multi_label, lr_finder)
+                    plan.notes + prepared.notes + task_notes + tuple(notes), recipe, splits.multi_label, lr_finder)
 
 
 # What a multi-label run cannot do yet: (config section, field, its "off" value, the flag that turns it on).
@@ -223,7 +224,8 @@ def task_settings(config: Config, multi_label: bool,
 
 def saved_plan(record: dict) -> tuple[InputPlan, ModelSpec, tuple[str, ...]]:
     """The input plan (with its measured statistics), model spec and class names a run
-    recorded (`record()`), for resuming it with exactly that spec."""
+    recorded (`record()`), for resuming it with exactly that spec. A record from before a plan
+    field existed gets the field's default (no presize: photos stored whole, as that run did)."""
     try:
         saved = record["resolved"]
         values = dict(saved["input"])

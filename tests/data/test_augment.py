@@ -8,7 +8,7 @@ from torchvision.transforms import v2
 from visionfit.config import DataConfig
 from visionfit.data.augment import ERASING_SCALE, describe, random_erasing
 from visionfit.data.loader import BatchLoader
-from visionfit.data.prepare import plan_input
+from visionfit.data.plan import plan_input
 from visionfit.data.samples import Samples
 from visionfit.data.store import ImageStore
 
@@ -110,7 +110,12 @@ def test_photos_at_none_train_on_their_eval_view():
     photos = ImageStore(torch.randint(0, 255, (6, 1, 120, 100), dtype=torch.uint8), torch.arange(6) % 2,
                         [str(i) for i in range(6)])
     none = preset_at("none", small=False)
-    train = BatchLoader(photos, none, batch_size=6, train=True, device=CPU, seed=3)
+    # The training store of such a run holds the eval views (prepare.py), so batches need no per-image work.
+    views = torch.stack([none.eval_transform()(image) for image in photos.images])
+    eval_views = ImageStore(views, photos.labels, photos.origin, eval_ready=True)
+    with pytest.raises(ValueError, match="needs a store of eval views"):
+        BatchLoader(photos, none, batch_size=6, train=True, device=CPU)
+    train = BatchLoader(eval_views, none, batch_size=6, train=True, device=CPU, seed=3)
     evaluation = BatchLoader(photos, none, batch_size=6, train=False, device=CPU)
     (x_train, y_train), = list(train)
     (x_eval, y_eval), = list(evaluation)

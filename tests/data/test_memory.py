@@ -1,5 +1,6 @@
-"""The RAM check before decoding: the estimate is the stores' real size, and a run that would
-not fit stops with one line before any image is decoded."""
+"""The RAM check before decoding: the estimate is the stores' real size; a run that would not fit
+decodes from disk each epoch instead, or, with --cache ram (or data in RAM anyway), stops with
+one line before any image is decoded."""
 import numpy as np
 import pytest
 
@@ -7,7 +8,8 @@ from visionfit.cli import main
 from visionfit.config import DataConfig
 from visionfit.data import memory
 from visionfit.data import store as store_module
-from visionfit.data.prepare import plan_input, prepare_data
+from visionfit.data.plan import plan_input
+from visionfit.data.prepare import prepare_data
 from visionfit.data.samples import DatasetSplits, Samples
 from visionfit.data.scan import with_scan
 from visionfit.errors import DataError
@@ -29,11 +31,16 @@ def odd_photos(tmp_path, png):
     return with_scan(Samples(labels=[i % 2 for i in range(len(paths))], paths=paths))
 
 
-def test_the_estimate_is_what_the_stores_take(odd_photos):
+@pytest.mark.parametrize("options, storage", [
+    ({}, {"presize": 74, "store_side": None}),  # round(64 x 1.15): one 6 x 3 x 74 x 74 tensor
+    ({"presize": 0}, {"presize": None, "store_side": 91}),  # whole: 64 / 0.875 = 73, x 1.25 room for crops
+    ({"augment": "none", "presize": 100}, {"presize": None, "store_side": None}),  # the eval view, 64 x 64
+])
+def test_the_estimate_is_what_the_stores_take(odd_photos, options, storage):
     splits = DatasetSplits("photos", ["0", "1"], odd_photos, val=odd_photos.subset([0, 1, 2]))
-    config = DataConfig(image_size=64, workers=1)
+    config = DataConfig(image_size=64, workers=1, **options)
     plan = plan_input(config, odd_photos, natural_size=64)
-    assert not plan.small and plan.store_side == 91  # 64 / 0.875 = 73, x 1.25 room for crops
+    assert not plan.small and {"presize": plan.presize, "store_side": plan.store_side} == storage
     prepared = prepare_data(config, splits, plan)
     actual = store_bytes(prepared.train) + store_bytes(prepared.val)
     assert memory.estimate_store_bytes(splits, plan, cache="ram") == actual
@@ -55,14 +62,30 @@ def test_available_memory_is_read_from_the_system():
     assert available is None or available > 2**20
 
 
-def test_a_store_that_does_not_fit_stops_before_decoding(odd_photos, monkeypatch):
+def test_a_store_that_does_not_fit_is_decoded_from_disk_instead_and_said(odd_photos, monkeypatch):
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 100_000)
+    monkeypatch.setattr(store_module, "_file_store", lambda *args: pytest.fail("decoded into RAM despite the budget"))
+    splits = DatasetSplits("photos", ["0", "1"], odd_photos)
+    plan = plan_input(DataConfig(image_size=64), odd_photos, natural_size=64)
+    needed = memory.estimate_store_bytes(splits, plan, cache="ram")
+    assert needed == 6 * 3 * 74 * 74 > 0.75 * 100_000
+    prepared = prepare_data(DataConfig(image_size=64), splits, plan)
+    assert isinstance(prepared.train.images, store_module.LazyImages)  # the per-image path, as --cache none
+    assert prepared.notes == (f"images decoded from disk each epoch, per image (as --cache none): kept in RAM they "
+                              f"would need about {needed / 2**20:.1f} MiB and 0.1 MiB is available; a smaller "
+                              f"--presize or --image-size would fit",)
+    image = prepared.train.images[3]  # decoded on access exactly as the RAM store keeps it: the presized square
+    assert image.shape == (3, 74, 74)
+
+
+def test_cache_ram_insists_and_stops_before_decoding(odd_photos, monkeypatch):
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: 100_000)
     monkeypatch.setattr(store_module, "_file_store", lambda *args: pytest.fail("decoded despite the refusal"))
     splits = DatasetSplits("photos", ["0", "1"], odd_photos)
     plan = plan_input(DataConfig(image_size=64), odd_photos, natural_size=64)
     needed = memory.estimate_store_bytes(splits, plan, cache="ram")
     with pytest.raises(DataError) as error:
-        prepare_data(DataConfig(image_size=64), splits, plan)
+        prepare_data(DataConfig(image_size=64, cache="ram"), splits, plan)
     assert str(error.value) == (f"the decoded images need about {needed / 2**20:.1f} MiB of RAM (uint8, as stored "
                                 f"for training and validation), but only 0.1 MiB is available; use --cache none to "
                                 f"decode from disk each epoch, or a smaller --image-size")

@@ -104,6 +104,9 @@ def test_training_and_eval_score_a_photo_test_split_identically(tmp_path):
     report = visionfit.evaluate(result.best_model, root / "test")
     assert report.images == 12
     assert result.test["acc"] == report.accuracy
+    # The trainer's validation (training images in a presized store, val images through the eval view) too.
+    best = next(row for row in result.history if row["epoch"] == result.best_epoch)
+    assert best["val_acc"] == visionfit.evaluate(result.best_model, root / "val").accuracy
     # Not only the same count of right answers: the same probabilities, so the same pixels.
     rows = visionfit.predict(result.best_model, root / "test", topk=2)
     p_true = [row["top1_prob"] if row["top1"] == row["true"] else row["top2_prob"] for row in rows]

@@ -10,7 +10,8 @@ import visionfit
 from visionfit.checkpoints import load_resume_state
 from visionfit.config import DataConfig
 from visionfit.data.loader import BatchLoader
-from visionfit.data.prepare import plan_input, prepare_data
+from visionfit.data.plan import plan_input
+from visionfit.data.prepare import prepare_data
 from visionfit.models import create_model
 from visionfit.models.transfer import find_head
 from visionfit.train import trainer as trainer_module

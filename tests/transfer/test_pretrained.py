@@ -16,7 +16,7 @@ from skimage import data as skimage_data
 import visionfit
 from visionfit.checkpoints import load_resume_state, save_model_file
 from visionfit.config import Config
-from visionfit.data.prepare import plan_input
+from visionfit.data.plan import plan_input
 from visionfit.data.preprocess import Preprocess
 from visionfit.data.samples import UNLABELLED, Samples
 from visionfit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize

@@ -1,11 +1,12 @@
 """Batches for the trainer: uint8 images in, normalised float batches on the device out.
 
 Two paths, one preset:
-  - equal-size stores (MNIST, CIFAR, anything already resized) live as one uint8 tensor;
+  - equal-size stores (MNIST, CIFAR, presized photos, eval views) live as one uint8 tensor;
     batches are sliced from it, moved to the device and augmented there as a whole
     (airbench's data-on-device design);
-  - stores of differently sized images go through a DataLoader whose workers run the
-    preset's per-sample torchvision v2 transforms.
+  - stores of differently sized or lazily decoded images, and training with an op that only
+    runs per image (TrivialAugment, RandAugment, colour jitter), go through a DataLoader whose
+    workers run the preset's per-sample torchvision v2 transforms.
 Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
 batches an uninterrupted one would have.
 """
@@ -108,6 +109,9 @@ class BatchLoader(EpochOrder):
         sampler: str = "shuffle",
     ):
         super().__init__(len(store), batch_size, train, seed, rank, world_size, sampler, store.labels)
+        if train and preset.train_starts_from_eval_view and not store.eval_ready:
+            raise ValueError("a preset that trains from the eval view needs a store of eval views (prepare.py "
+                             "builds the training store so): training batches get no per-image eval transform")
         self.store, self.preset, self.device = store, preset, device
         self.workers, self.channels_last = workers, channels_last
         self._ragged_loader = None
@@ -136,8 +140,10 @@ class BatchLoader(EpochOrder):
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             x = self.images[index]
-            eval_view = not self.train or self.preset.train_starts_from_eval_view
-            if eval_view and not self.store.eval_ready:  # e.g. cached features of training images
+            if not self.train and not self.store.eval_ready:
+                # Only the eval view of a store kept for augmentation (the features of a frozen backbone
+                # cached from presized photos or small images): once per image, not once per epoch.
+                # Validation stores, and the training store of a run from the eval view, hold it already.
                 x = torch.stack([self._eval_transform(image) for image in x.cpu()])
             x = x.to(self.device, non_blocking=True)
             y = self.labels[index].to(self.device, non_blocking=True)

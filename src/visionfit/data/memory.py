@@ -1,14 +1,15 @@
 """Will the decoded images fit in RAM? Asked before anything is decoded.
 
-    require_store_memory(estimate_store_bytes(splits, plan, cache="ram"))
+    cache, note = settle_cache(data_cfg.cache, splits, plan)   # "ram" or "none", and why
 
-A store keeps every image as uint8 at its stored size: the training split at the plan's
-storage size (small images at their common shape, photos with the shorter side shrunk to
-`store_side`), validation and test images at the eval size. The scan already read every
-header, so the estimate is exact to the pixel, not a guess from the first image. A run
-whose stores would not fit stops before decoding, with one line that says how much is
-needed, how much is free, and what to change, instead of swapping or being killed by the
-kernel an hour later.
+A store keeps every image as uint8 at its stored size: the training split as the plan
+stores it (small images at their common shape, photos as presize x presize squares or as
+their eval view, or with --presize 0 whole, the shorter side shrunk to `store_side`),
+validation and test images at the eval size. The scan already read every header, so the
+estimate is exact to the pixel, not a guess from the first image. When the stores would not
+fit, a run that did not ask for --cache ram decodes from disk each epoch instead (and says
+so); one that asked stops before decoding, with one line that says how much is needed, how
+much is free, and what to change, instead of swapping or being killed by the kernel an hour later.
 """
 import os
 
@@ -23,21 +24,46 @@ from .scan import with_scan
 USABLE_FRACTION = 0.75
 
 
+def settle_cache(cache: str | None, splits, plan) -> tuple[str, str | None]:
+    """The cache the run uses ("ram" or "none") and a note when it is not the one asked for.
+
+    None (the default) keeps the decoded images in RAM when they fit, else decodes image files
+    from disk each epoch, as --cache none does; --cache ram insists, and stops when they do not
+    fit (as does data that is in RAM anyway: arrays, which decoding from disk would not shrink).
+    """
+    needed = estimate_store_bytes(splits, plan, cache or "ram")
+    if cache is not None or _fits(needed) or not _fits(estimate_store_bytes(splits, plan, "none")):
+        require_store_memory(needed)
+        return cache or "ram", None
+    return "none", (f"images decoded from disk each epoch, per image (as --cache none): kept in RAM they would need "
+                    f"about {gib(needed * _processes())} and {gib(available_memory_bytes())} is available; a smaller "
+                    f"--presize or --image-size would fit")
+
+
 def estimate_store_bytes(splits, plan, cache: str) -> int:
     """Bytes the decoded stores of `splits` will take in RAM under `plan` (0 with --cache none
     for image files, which are then decoded from disk each time)."""
     total = 0
-    for samples, eval_view in ((splits.train, False), (splits.val, True), (splits.test, True)):
+    for samples, eval_view in ((splits.train, plan.trains_on_eval_view), (splits.val, True), (splits.test, True)):
         if samples is None or not len(samples) or (cache == "none" and samples.paths is not None):
             continue
         if eval_view:
-            total += len(samples) * plan.channels * plan.size * plan.size
+            total += stored_count(samples) * plan.channels * plan.size * plan.size
         elif plan.small:
             height, width = plan.store_shape
-            total += len(samples) * plan.channels * height * width
+            total += stored_count(samples) * plan.channels * height * width
+        elif plan.presize:
+            total += stored_count(samples) * plan.channels * plan.presize * plan.presize
         else:
             total += plan.channels * int(stored_pixels(samples, plan.store_side).sum())
     return total
+
+
+def stored_count(samples: Samples) -> int:
+    """Images a store keeps: every array image, every file the scan could read (the rest are skipped)."""
+    if samples.images is not None:
+        return len(samples)
+    return sum(fault is None for fault in with_scan(samples).scan.faults)
 
 
 def stored_pixels(samples: Samples, max_side: int) -> np.ndarray:
@@ -72,15 +98,24 @@ def available_memory_bytes() -> int | None:
 def require_store_memory(needed_bytes: int, what: str = "the decoded images") -> None:
     """Stop before decoding when `needed_bytes` (per process; every torchrun process on this
     machine keeps its own stores) would not fit in the usable free memory."""
-    available = available_memory_bytes()
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    needed = needed_bytes * processes
-    if available is None or needed <= available * USABLE_FRACTION:
+    if _fits(needed_bytes):
         return
+    processes, available = _processes(), available_memory_bytes()
     each = f" ({processes} processes x {gib(needed_bytes)})" if processes > 1 else ""
-    raise DataError(f"{what} need about {gib(needed)}{each} of RAM (uint8, as stored for training and "
-                    f"validation), but only {gib(available)} is available; use --cache none to decode from "
+    raise DataError(f"{what} need about {gib(needed_bytes * processes)}{each} of RAM (uint8, as stored for training "
+                    f"and validation), but only {gib(available)} is available; use --cache none to decode from "
                     f"disk each epoch, or a smaller --image-size")
+
+
+def _fits(needed_bytes: int) -> bool:
+    """Whether every local process's `needed_bytes` fit in the usable free memory (True when unknown)."""
+    available = available_memory_bytes()
+    return available is None or needed_bytes * _processes() <= available * USABLE_FRACTION
+
+
+def _processes() -> int:
+    """Processes of this run on this machine (torchrun's LOCAL_WORLD_SIZE), each with its own stores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
 
 
 def gib(count: float) -> str:

@@ -4,7 +4,7 @@ A `Preset` holds the eval spec (`Preprocess`: input size, resize rule, mean/std)
 augmentation strengths. It yields
   - `eval_transform()`: the eval preprocessing on a uint8 C x H x W tensor (Preprocess.apply);
   - `train_transform()`: per-sample torchvision.transforms.v2 augmentation, for stores whose
-    images differ in size (photos), and
+    images differ in size or are decoded on access, and for ops that only run per image, and
   - `augment_batch`, the same augmentations on a whole uint8 N x C x H x W batch on the
     training device, for stores of equal-size images (MNIST, CIFAR, resized sets).
 Normalisation happens once, on the device, in `normalize`.
@@ -73,7 +73,9 @@ class Preset:
         return _EvalTransform(self.preprocess)
 
     def train_transform(self):
-        """uint8 C x H x W of any size -> randomly augmented uint8 C x size x size."""
+        """uint8 C x H x W of any size -> randomly augmented uint8 C x size x size. Photos without
+        a random resized crop arrive as their eval view (train_starts_from_eval_view): the training
+        store holds it, so it is not computed again here."""
         from torchvision.transforms import InterpolationMode, v2  # imported when training needs it
 
         interpolation = InterpolationMode(self.preprocess.interpolation)
@@ -84,7 +86,7 @@ class Preset:
             steps = [v2.RandomResizedCrop(self.size, scale=RRC_SCALE, ratio=RRC_RATIO, interpolation=interpolation,
                                           antialias=True)]
         else:
-            steps = [self.eval_transform()]
+            steps = []
         if self.flip:
             steps.append(v2.RandomHorizontalFlip())
         if self.rotation:
@@ -92,7 +94,7 @@ class Preset:
         steps += colour_ops(self.auto_augment, self.color_jitter, interpolation)
         if self.erasing:
             steps.append(v2.RandomErasing(self.erasing, value=erasing_fill(self.mean)))
-        return v2.Compose(steps)
+        return v2.Compose(steps) if steps else v2.Identity()  # Compose refuses an empty list
 
     @property
     def train_is_deterministic(self) -> bool:

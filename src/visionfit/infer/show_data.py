@@ -13,7 +13,8 @@ import torch
 
 from ..config import Config
 from ..data.loader import BatchLoader
-from ..data.prepare import plan_input, prepare_data, resolve_splits
+from ..data.plan import plan_input
+from ..data.prepare import prepare_data, resolve_splits
 from ..data.samples import DatasetSplits, label_text, strata
 from ..data.transforms import Preset
 from ..errors import ConfigError, DataError

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data.augment import describe as describe_augmentation
 from ..data.prepare import default_workers
+from ..data.store import LazyImages
 from ..infer.summary import human, summary
 from ..resolve import Resolved
 from .callbacks import monitored_key
@@ -38,6 +39,7 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
         f"{val:,} validation{f', {test:,} test' if test else ''} images",
         f"  classes: {class_counts(resolved.class_names, prepared.train.labels)}",
         f"  input:   {resolved.preset.size}x{resolved.preset.size}, {resolved.preset.preprocess.summary()}",
+        f"           {training_storage(resolved, prepared)}",
         *(f"           {note}" for note in resolved.notes),
         f"  augment: {augmentation_text(resolved, prepared)}{_caching_text(caching)}",
         f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
@@ -93,6 +95,26 @@ def _skeleton(spec) -> nn.Module:
             return spec.build()
     except Exception:  # any failure here means: not buildable on the meta device
         return spec.build()
+
+
+def training_storage(resolved: Resolved, prepared) -> str:
+    """'training images stored at 258x258 (presize); random resized crop + flip on the device':
+    how the training images are kept, and where their augmentation runs (data/loader.py's two paths)."""
+    plan, preset, train = resolved.plan, resolved.preset, prepared.train
+    kept = "decoded from disk each epoch" if isinstance(train.images, LazyImages) else "stored"
+    if plan.small:
+        kept += f" at {plan.store_shape[0]}x{plan.store_shape[1]}"
+    elif plan.trains_on_eval_view:
+        kept += f" as their eval view ({plan.size}x{plan.size})"
+    elif plan.presize:
+        kept += f" at {plan.presize}x{plan.presize} (presize)"
+    else:
+        kept += f" whole, the shorter side at most {plan.store_side} px"
+    ops = preset.random_ops()
+    if not ops:
+        return f"training images {kept}; no random augmentation"
+    batched = train.uniform and not preset.per_sample_ops
+    return f"training images {kept}; {' + '.join(ops)} {'on the device' if batched else 'per image in DataLoader workers'}"
 
 
 def augmentation_text(resolved: Resolved, prepared) -> str:
