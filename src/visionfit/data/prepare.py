@@ -13,11 +13,13 @@ import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..errors import DataError
 from .decode import guess_channels
+from .disk_cache import cached_store, disk_cache_for
 from .memory import estimate_store_bytes, require_store_memory
 from .preprocess import Preprocess, WeightsPreprocessing, pil_resize
 from .samples import DatasetSplits, Samples
@@ -174,7 +176,8 @@ def eval_store(data_cfg, samples: Samples, preset: Preset, workers: int, label: 
     apply = preset.preprocess.apply
     if data_cfg.cache == "none" and samples.paths is not None:
         return lazy_store(samples, preset.channels, prepare=apply, eval_ready=True)
-    return build_store(samples, preset.channels, workers=workers, prepare=apply, eval_ready=True, label=label)
+    build = partial(build_store, samples, preset.channels, workers=workers, prepare=apply, eval_ready=True, label=label)
+    return cached_store(samples, {"eval": preset.preprocess.to_dict()}, build, disk_cache_for(data_cfg))
 
 
 def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> ImageStore:
@@ -183,10 +186,18 @@ def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> I
         prepare = _ResizeTo(shape)
         if data_cfg.cache == "none" and samples.paths is not None:
             return lazy_store(samples, plan.channels, prepare=prepare)
-        return build_store(samples, plan.channels, workers=workers, prepare=prepare, label="train")
+        build = partial(build_store, samples, plan.channels, workers=workers, prepare=prepare, label="train")
+        return cached_store(samples, _train_spec(plan), build, disk_cache_for(data_cfg))
     if data_cfg.cache == "none":
         return lazy_store(samples, plan.channels, max_side=plan.store_side)
-    return build_store(samples, plan.channels, max_side=plan.store_side, workers=workers, label="train")
+    build = partial(build_store, samples, plan.channels, max_side=plan.store_side, workers=workers, label="train")
+    return cached_store(samples, _train_spec(plan), build, disk_cache_for(data_cfg))
+
+
+def _train_spec(plan: InputPlan) -> dict:
+    """What the training store's pixels depend on besides the files (the disk cache's key)."""
+    return {"train": {"channels": plan.channels, "shape": plan.store_shape, "shorter_side": plan.store_side,
+                      "interpolation": DEFAULT_INTERPOLATION}}
 
 
 class _ResizeTo:
