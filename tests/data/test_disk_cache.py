@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from visionfit.config import Config
-from visionfit.data import disk_cache
+from visionfit.data import disk_cache, prepare
 from visionfit.data.disk_cache import DiskCache, cache_folder, cached_store, disk_cache_for, store_key
 from visionfit.data.prepare import eval_store
-from visionfit.data.samples import Samples
+from visionfit.data.samples import DatasetSplits, Samples
 from visionfit.data.scan import with_scan
 from visionfit.data.store import build_store
 from visionfit.errors import ConfigError
@@ -250,3 +250,20 @@ def test_a_cache_inside_the_data_folder_is_refused(tmp_path, monkeypatch):
     inside = disk_cache_for(Config.from_options(data=str(tmp_path / "photos")).data)
     with pytest.raises(ConfigError, match="VISIONFIT_CACHE .* is inside the data folder"):
         cached_store(samples, SPEC, CountedBuild(samples), inside)
+
+
+def test_a_second_prepare_data_decodes_nothing_even_with_other_augmentation(tmp_path, cache, monkeypatch):
+    """The wiring: the training and validation stores of small images both come from the cache,
+    and augmentation flags, which change no stored pixel, are not part of the key."""
+    train, val = photo_samples(tmp_path / "train", broken=False), photo_samples(tmp_path / "val", broken=False)
+    splits = DatasetSplits("photos", ["0", "1"], train, val=val)
+    decoded = []
+    monkeypatch.setattr(prepare, "build_store", lambda *args, **kw: decoded.append(1) or build_store(*args, **kw))
+    stores = []
+    for options in ({}, {"flip": True, "augment": "medium"}):
+        data_cfg = Config.from_options(image_size=8, workers=1, **options).data
+        stores.append(prepare.prepare_data(data_cfg, splits, prepare.plan_input(data_cfg, train, natural_size=8)))
+    assert len(decoded) == 2 and len(entries(cache)) == 2
+    first, again = stores
+    assert torch.equal(again.train.images, first.train.images) and torch.equal(again.val.images, first.val.images)
+    assert again.preset.preprocess == first.preset.preprocess  # statistics measured on the cached pixels
