@@ -8,12 +8,13 @@ px JPEGs); the cache is a fresh temporary folder ($VISIONFIT_CACHE). Three measu
 first run (decode, then write the entry) and a second run (the entry is read instead):
 1. the store alone: every JPEG decoded into a presized uniform uint8 store (shorter side to
    --presize, center crop: issue #12's store) through cached_store, and build_store alone;
-2. visionfit.fit(..., epochs=1) on that folder: seconds from the call to the end of the first
-   training step (the run stops there; every store is built before it). Photos of mixed sizes
-   make a ragged training store, which is not cached: only validation's eval store is;
+2. visionfit.fit(--model, epochs=1) on that folder: seconds from the call to the end of the
+   first training step (the run stops there; every store is built before it). Photos of mixed
+   sizes make a ragged training store, which is not cached: only validation's eval store is;
 3. the same on a folder whose JPEGs share one size (every crop resized to 400 x 400), whose
    training store is uniform, so it is cached too: what every photo run gets once training
-   stores are presized.
+   stores are presized. Against it, the same fit on 40 such images: what a start costs that
+   does not depend on the number of images (model, summary, the first step itself).
 """
 import argparse
 import os
@@ -67,7 +68,7 @@ def store_seconds(root: Path, presize: int, workers: int) -> dict[str, float]:
             "bytes": built.images.numel()}
 
 
-def seconds_to_first_step(root: Path, size: int, project: Path, workers: int) -> float:
+def seconds_to_first_step(root: Path, model: str, size: int, project: Path, workers: int) -> float:
     """visionfit.fit on root until its first training step ends."""
     def stop(self, trainer, step, loss):
         raise FirstStep
@@ -75,7 +76,7 @@ def seconds_to_first_step(root: Path, size: int, project: Path, workers: int) ->
     original, ProgressPrinter.on_batch_end = ProgressPrinter.on_batch_end, stop
     start = time.perf_counter()
     try:
-        visionfit.fit("resnet18", str(root), image_size=size, epochs=1, batch_size=32, quiet=True,
+        visionfit.fit(model, str(root), image_size=size, epochs=1, batch_size=32, quiet=True,
                       project=str(project), workers=workers)
     except FirstStep:
         return time.perf_counter() - start
@@ -97,6 +98,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=800, help="training JPEGs per class (val: a quarter)")
     parser.add_argument("--presize", type=int, default=74, help="the store's side (image_size x 1.15)")
+    parser.add_argument("--model", default="resnet18", help="fit's model")
     parser.add_argument("--size", type=int, default=64, help="fit's image_size")
     parser.add_argument("--workers", type=int, default=2, help="decoding threads and loader workers")
     args = parser.parse_args()
@@ -104,9 +106,11 @@ def main():
         os.environ["VISIONFIT_CACHE"] = str(Path(tmp) / "cache")
         photos = make_folder(Path(tmp) / "photos", args.per_class)
         square = squared(photos, Path(tmp) / "square")
+        few = squared(make_folder(Path(tmp) / "few", 20, seed=1), Path(tmp) / "few-square")
         store = store_seconds(photos, args.presize, args.workers)
-        fits = {name: [seconds_to_first_step(root, args.size, Path(tmp) / f"runs-{name}-{run}", args.workers)
-                       for run in (1, 2)] for name, root in (("mixed", photos), ("square", square))}
+        fits = {name: [seconds_to_first_step(root, args.model, args.size, Path(tmp) / f"runs-{name}-{run}",
+                                             args.workers) for run in (1, 2)]
+                for name, root in (("mixed", photos), ("square", square), ("few", few))}
     print(report(store, fits, args))
 
 
@@ -123,13 +127,15 @@ def report(store: dict, fits: dict, args) -> str:
         f"| second run: entry read (memmap) | {store['second']:.3f} |",
         f"| **speed-up** | **{store['decode'] / store['second']:,.0f}x** |",
         "",
-        f"| visionfit.fit(resnet18, image_size={args.size}, epochs=1): seconds to the end of the first step "
+        f"| visionfit.fit({args.model}, image_size={args.size}, epochs=1): seconds to the end of the first step "
         "| first run | second run |",
         "|---|---|---|",
         f"| photos of mixed sizes (train store ragged: not cached; val cached) | {fits['mixed'][0]:.1f} "
         f"| {fits['mixed'][1]:.1f} |",
         f"| photos all {SQUARE_SIDE} x {SQUARE_SIDE} (train and val stores cached) | {fits['square'][0]:.1f} "
         f"| {fits['square'][1]:.1f} |",
+        f"| 40 + 10 such photos: the start that does not depend on the data | {fits['few'][0]:.1f} "
+        f"| {fits['few'][1]:.1f} |",
     ]
     return "\n".join(lines)
 

@@ -151,12 +151,18 @@ def pickled_labels(entry: Path):
     np.save(entry / "labels.npy", np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)
 
 
+def labels_claiming_a_terabyte(entry: Path):
+    with open(entry / "labels.npy", "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "<i8", "fortran_order": False, "shape": (2**37,)})
+        file.write(b"\0" * 8 * 600)  # bigger than four labels, far smaller than what the header claims
+
+
 def other_labels(entry: Path):
     np.save(entry / "labels.npy", np.array([1, 1, 1, 1], dtype=np.int64))
 
 
 @pytest.mark.parametrize("corrupt", [
-    break_meta, truncate_pixels, pickled_labels, other_labels, meta_with(shape=[4, 3, 5, 100_000]),
+    break_meta, truncate_pixels, pickled_labels, labels_claiming_a_terabyte, other_labels, meta_with(shape=[4, 3, 5, 100_000]),
     meta_with(shape=[2, 3, 10, 6]), meta_with(shape="4x3x5x6"), meta_with(count=5), meta_with(eval_ready="yes"),
     meta_with(skipped=[[9, "gone"]]), meta_with(format=0), meta_with(spec={"train": {}})])
 def test_a_broken_entry_is_removed_rebuilt_and_said_once(tmp_path, cache, caplog, corrupt):

@@ -40,6 +40,8 @@ PIXELS, LABELS, META = "pixels.u8", "labels.npy", "meta.json"
 TEMPORARY_PREFIX = ".tmp-"
 STALE_TEMPORARY_S = 3600  # a temporary folder this old belongs to a killed run (a write takes seconds)
 GB = 10**9
+META_BYTES, META_BYTES_PER_SAMPLE = 1 << 20, 1 << 12  # bounds on meta.json: a spec, and a reason per skipped file
+NPY_HEADER_BYTES = 4096  # more than any .npy header numpy writes
 _said_too_big: set[Path] = set()  # folders whose cap was already reported as too small, once per process
 
 
@@ -144,20 +146,27 @@ def _read_or_discard(entry: Path, samples: Samples, spec: dict) -> ImageStore | 
 
 def _read_entry(entry: Path, samples: Samples, spec: dict) -> ImageStore:
     """The store an entry holds, after checking every fact meta.json states (a file is data)."""
+    _require_at_most(entry / META, META_BYTES + META_BYTES_PER_SAMPLE * len(samples))
     meta = json.loads((entry / META).read_text(encoding="utf-8"))
     shape, skipped = _checked_meta(meta, samples, spec)
     if (entry / PIXELS).stat().st_size != int(np.prod(shape)):
         raise _Unusable(f"{PIXELS} holds {(entry / PIXELS).stat().st_size} bytes, not {int(np.prod(shape))}")
-    skipped_rows = [row for row, _ in skipped]
-    kept = np.setdiff1d(np.arange(len(samples)), skipped_rows)
+    kept = np.setdiff1d(np.arange(len(samples)), [row for row, _ in skipped])
+    expected = samples.labels[kept]
+    _require_at_most(entry / LABELS, expected.nbytes + NPY_HEADER_BYTES)  # np.load allocates what its header says
     labels = np.load(entry / LABELS, allow_pickle=False)
-    if labels.dtype != np.int64 or not np.array_equal(labels, samples.labels[kept]):
+    if labels.dtype != np.int64 or not np.array_equal(labels, expected):
         raise _Unusable("its labels are not the samples' labels")
     # Copy-on-write: pages come from the page cache, and an in-place write by any later code
     # changes this process's copy only (a read-only map would crash it; torch warns on one).
     pixels = np.memmap(entry / PIXELS, dtype=np.uint8, mode="c", shape=shape)
     return ImageStore(torch.from_numpy(pixels), torch.from_numpy(labels), [samples.origin[i] for i in kept],
                       [(samples.origin[row], reason) for row, reason in skipped], meta["eval_ready"])
+
+
+def _require_at_most(path: Path, limit: int) -> None:
+    if path.stat().st_size > limit:
+        raise _Unusable(f"{path.name} is larger than its contents can be ({path.stat().st_size} bytes)")
 
 
 def _checked_meta(meta, samples: Samples, spec: dict) -> tuple[tuple[int, ...], list[tuple[int, str]]]:
