@@ -20,6 +20,18 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_disk_cache(tmp_path_factory):
+    """Decoded stores go to a folder of this test session, never the user's cache (subprocesses inherit it)."""
+    previous = os.environ.get("VISIONFIT_CACHE")
+    os.environ["VISIONFIT_CACHE"] = str(tmp_path_factory.mktemp("disk-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("VISIONFIT_CACHE", None)
+    else:
+        os.environ["VISIONFIT_CACHE"] = previous
+
+
 def pattern_images(n: int, num_classes: int = 3, side: int = 16, seed: int = 0):
     """Grey images whose class is where a bright bar sits: learnable in a few steps."""
     rng = np.random.default_rng(seed)

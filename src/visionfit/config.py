@@ -45,6 +45,8 @@ class DataConfig:
     workers: int | None = option(None, "data loading processes; default: min(8, cores - 1)")
     presize: int | None = option(None, "photos: side of the square every training image is stored at (shorter side resized, then center-cropped) for random resized crops on the device; 0 keeps each photo whole (crops drawn per image in DataLoader workers); default: 1.15 x the input size (258 for 224)")
     cache: str | None = option(None, "ram: decode every image once and keep it (stop if it does not fit); none: decode from disk each epoch; default: ram when the decoded images fit in memory, else none (said at the start)", choices=["ram", "none"])
+    disk_cache: bool = option(True, "keep decoded images in the user cache folder ($VISIONFIT_CACHE, else ~/.cache/visionfit/stores on Linux), so the next run on the same files and sizes starts without decoding; a changed file decodes again")
+    disk_cache_gb: float = option(20.0, "size cap of that disk cache in GB; the least recently used stores are removed to stay under it")
     download_dir: str | None = option(None, "where named datasets download to; default: ~/.cache/visionfit/datasets")
     label_column: str | None = option(None, "the CSV column that holds the classes, when it is not named label, class, category or target")
     image_column: str | None = option(None, "the CSV column that holds the image paths, when it is not named image, file, filename, path or id")
@@ -283,6 +285,7 @@ def number_ranges(config: Config) -> dict[str, Range]:
         "pad": Range(0, 64, "pixels, e.g. 4 for 32 px images"),
         "batch_size": Range(1, 65536, "e.g. 128; --accumulate N makes a bigger effective batch"),
         "workers": Range(0, 64, "e.g. 4; 0 loads in the main process"),
+        "disk_cache_gb": Range(0, 1e6, "e.g. 20; --no-disk-cache turns the cache off", low_open=True),
         "epochs": Range(1, 100_000, "e.g. 10"),
         # Even SGD on normalised data diverges far below 10: a bigger lr is a typo (1e6 for 1e-6).
         "lr": Range(0, 10, "try 0.01 for SGD, 0.001 for Adam", low_open=True),

@@ -20,10 +20,12 @@ on access instead (memory.py says when).
 import dataclasses
 import os
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..errors import DataError
+from .disk_cache import cached_store, disk_cache_for
 from .memory import settle_cache
 from .plan import DEFAULT_INTERPOLATION, InputPlan
 from .preprocess import pil_resize
@@ -87,7 +89,8 @@ def eval_store(data_cfg, samples: Samples, preset: Preset, workers: int, label: 
     apply = preset.preprocess.apply
     if data_cfg.cache == "none" and samples.paths is not None:
         return lazy_store(samples, preset.channels, prepare=apply, eval_ready=True)
-    return build_store(samples, preset.channels, workers=workers, prepare=apply, eval_ready=True, label=label)
+    build = partial(build_store, samples, preset.channels, workers=workers, prepare=apply, eval_ready=True, label=label)
+    return cached_store(samples, {"eval": preset.preprocess.to_dict()}, build, disk_cache_for(data_cfg))
 
 
 def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> ImageStore:
@@ -96,7 +99,18 @@ def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> I
     prepare, max_side, eval_ready = _train_storage(plan)
     if data_cfg.cache == "none" and samples.paths is not None:
         return lazy_store(samples, plan.channels, max_side, prepare, eval_ready)
-    return build_store(samples, plan.channels, max_side, workers, prepare, eval_ready, label="train")
+    build = partial(build_store, samples, plan.channels, max_side, workers, prepare, eval_ready, label="train")
+    return cached_store(samples, _train_spec(plan), build, disk_cache_for(data_cfg))
+
+
+def _train_spec(plan: InputPlan) -> dict:
+    """What the training store's pixels depend on besides the files (the disk cache's key):
+    not the augmentation, which runs on the stored pixels."""
+    storage = ("eval view" if plan.trains_on_eval_view else f"presize {plan.presize}" if plan.presize
+               else f"shorter side {plan.store_side}")
+    return {"train": {"channels": plan.channels, "shape": plan.store_shape, "storage": storage,
+                      "eval": plan.geometry().to_dict() if not plan.small else None,
+                      "interpolation": plan.interpolation}}
 
 
 def _train_storage(plan: InputPlan):
