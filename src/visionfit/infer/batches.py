@@ -128,7 +128,9 @@ def _batch(rows: range, decoded: list) -> EvalBatch:
 def model_input(pixels_nhwc: np.ndarray | torch.Tensor, preset: Preset, device: torch.device | None = None) -> torch.Tensor:
     """uint8 N x H x W x C -> float32 N x C x H x W on `device`, normalised as the preset says.
 
-    Copied as uint8, laid out (contiguous N x C x H x W, as the model was trained on) and turned
-    to float where the model runs."""
-    x = torch.as_tensor(pixels_nhwc).to(device).permute(0, 3, 1, 2).contiguous()
-    return preset.normalize(x)
+    Copied as uint8 and turned to float where the model runs."""
+    x = torch.as_tensor(pixels_nhwc).to(device).permute(0, 3, 1, 2)
+    # A fresh tensor with N x C x H x W strides, as training fed the model: a one-channel permuted
+    # view already counts as contiguous, but its strides send convolutions down the channels-last
+    # path, whose sums differ in the last bits.
+    return preset.normalize(x.clone(memory_format=torch.contiguous_format))
