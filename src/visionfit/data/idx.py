@@ -80,9 +80,11 @@ def _read_values(path: Path, stream: BinaryIO, dtype: np.dtype, shape: tuple[int
 def idx_files(folder: Path, entries: list[os.DirEntry] | None = None) -> dict[tuple[str, str], Path]:
     """(split, kind) -> file, e.g. ("train", "images"), for the IDX files in a folder.
     entries: the folder's listing (os.scandir's), when the caller has it already."""
+    if entries is None:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
     found = {}
-    listed = os.scandir(folder) if entries is None else entries
-    for entry in sorted(listed, key=lambda entry: entry.name):
+    for entry in sorted(entries, key=lambda entry: entry.name):
         match = IDX_NAME.match(entry.name)
         if match and entry.is_file():
             found.setdefault((match[1].lower(), match[2].lower()), Path(entry.path))
