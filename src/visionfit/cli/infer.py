@@ -33,8 +33,10 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its horizontal flip")
-    parser.add_argument("--workers", type=int, help="image decoding threads (default: one per core, at most 8, for files of 32 KiB or "
-                             "more; smaller files decode fastest on one thread)")
+    # 32 KiB: infer/batches.py's THREADED_DECODE_BYTES, written out because building the parser imports no torch.
+    parser.add_argument("--workers", type=int,
+                        help="image decoding threads (default: one per core, at most 8, for files of 32 KiB or more; "
+                             "smaller files decode fastest on one thread)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_trust_flag(parser)
 
