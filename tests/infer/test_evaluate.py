@@ -79,6 +79,22 @@ def test_eval_cli_prints_the_per_class_table(bars_model, bars_csv, tmp_path, cap
     assert f"report in {tmp_path / 'report'}" in out
 
 
+def test_the_numbers_come_before_the_pictures(bars_model, bars_csv, tmp_path, monkeypatch):
+    from visionfit.infer import plots
+
+    events = []
+    pyplot = plots._pyplot
+    monkeypatch.setattr(plots, "_pyplot", lambda: events.append("pyplot") or pyplot())
+
+    def on_numbers(report):
+        events.append(("numbers", report.accuracy, sorted(p.name for p in (tmp_path / "report").iterdir())))
+
+    report = visionfit.evaluate(bars_model, bars_csv, out=tmp_path / "report", on_numbers=on_numbers)
+    assert events[0] == ("numbers", report.accuracy, ["confusion_matrix.csv", "metrics.json", "per_class.csv"])
+    assert events[1:] and set(events[1:]) == {"pyplot"}  # matplotlib only after the numbers are out
+    assert (tmp_path / "report" / "confusion_matrix.png").is_file()
+
+
 def test_twenty_classes_with_long_names_get_top5_and_readable_pictures(tmp_path):
     torch.manual_seed(0)
     model = with_meta(visionfit.create_model("lenet_relu", num_classes=20, in_channels=1, input_size=40),

@@ -150,6 +150,17 @@ class BrightIsNaN(torch.nn.Module):
         return logits
 
 
+def test_a_folder_of_images_is_listed_once(tmp_path, monkeypatch):
+    for i in range(3):
+        save_png(tmp_path / "test" / f"{i}.png", np.full((8, 8), i, dtype=np.uint8))
+    listed = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": listed.append(Path(path)) or scandir(path))
+    samples = read_samples(tmp_path / "test", class_names=["a", "b"])
+    assert [p.name for p in samples.paths] == ["0.png", "1.png", "2.png"] and not samples.labelled
+    assert listed == [tmp_path / "test"]
+
+
 def test_a_non_finite_model_output_is_an_error_row_not_label_0(tmp_path):
     dark, bright = np.zeros((16, 16), np.uint8), np.full((16, 16), 255, np.uint8)
     model = with_meta(BrightIsNaN(), "bright_is_nan", size=16, channels=1, num_classes=3)

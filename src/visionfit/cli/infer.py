@@ -33,7 +33,10 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     parser.add_argument("--device", default="auto", help="auto (CUDA, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--tta", action="store_true", help="average the softmax of each image and its horizontal flip")
-    parser.add_argument("--workers", type=int, help="image decoding threads (default: one per core, at most 8)")
+    # 32 KiB: infer/batches.py's THREADED_DECODE_BYTES, written out because building the parser imports no torch.
+    parser.add_argument("--workers", type=int,
+                        help="image decoding threads (default: one per core, at most 8, for files of 32 KiB or more; "
+                             "smaller files decode fastest on one thread)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_trust_flag(parser)
 
@@ -60,10 +63,12 @@ def _add_eval(parser) -> None:
 def run_eval(args) -> None:
     from ..infer import evaluate
 
-    report = evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
-                      out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code, quiet=args.quiet,
-                      cam=args.cam or args.cam_layer is not None, cam_layer=args.cam_layer)
-    print(report.format())
+    def show(report) -> None:  # the numbers, while the pictures are still being drawn
+        print(report.format(), flush=True)
+
+    evaluate(args.model, args.data, images=args.images, batch_size=args.batch_size, device=args.device,
+             out=args.out, tta=args.tta, workers=args.workers, trust_code=args.trust_code, quiet=args.quiet,
+             cam=args.cam or args.cam_layer is not None, cam_layer=args.cam_layer, on_numbers=show)
 
 
 DEFAULT_PREDICTIONS = "predictions.csv"

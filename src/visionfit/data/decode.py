@@ -97,7 +97,8 @@ def decode(image: Image.Image, max_side: int | None = None) -> np.ndarray:
     side = HUGE_IMAGE_SIDE if max_side is None and is_huge(image.size) else max_side
     if side is not None:
         image = _reduced(image, side)
-    pixels = _to_uint8(ImageOps.exif_transpose(image))
+    ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image that needs no turning
+    pixels = _to_uint8(image)
     return pixels if side is None else _shrink(pixels, side)
 
 
@@ -120,9 +121,9 @@ def _to_uint8(image: Image.Image) -> np.ndarray:
         return _wide_to_uint8(np.asarray(image))
     if _has_alpha(image):
         return _over_black(image)
-    if _is_grey(image):
-        return np.asarray(image.convert("L"))
-    return np.asarray(image.convert("RGB"))
+    target = "L" if _is_grey(image) else "RGB"
+    # convert() to the image's own mode is a copy: an image already in it is read as it is.
+    return np.asarray(image if image.mode == target else image.convert(target))
 
 
 def _wide_to_uint8(values: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ Kaggle's copies spell the names with a dot (train-images.idx3-ubyte); both work.
 """
 import gzip
 import math
+import os
 import re
 import zlib
 from pathlib import Path
@@ -76,18 +77,22 @@ def _read_values(path: Path, stream: BinaryIO, dtype: np.dtype, shape: tuple[int
     return np.frombuffer(payload, dtype=dtype).reshape(shape)
 
 
-def idx_files(folder: Path) -> dict[tuple[str, str], Path]:
-    """(split, kind) -> file, e.g. ("train", "images"), for the IDX files in a folder."""
+def idx_files(folder: Path, entries: list[os.DirEntry] | None = None) -> dict[tuple[str, str], Path]:
+    """(split, kind) -> file, e.g. ("train", "images"), for the IDX files in a folder.
+    entries: the folder's listing (os.scandir's), when the caller has it already."""
+    if entries is None:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
     found = {}
-    for path in sorted(folder.iterdir()):
-        match = IDX_NAME.match(path.name)
-        if match and path.is_file():
-            found.setdefault((match[1].lower(), match[2].lower()), path)
+    for entry in sorted(entries, key=lambda entry: entry.name):
+        match = IDX_NAME.match(entry.name)
+        if match and entry.is_file():
+            found.setdefault((match[1].lower(), match[2].lower()), Path(entry.path))
     return found
 
 
-def is_idx_folder(folder: Path) -> bool:
-    return folder.is_dir() and bool(idx_files(folder))
+def is_idx_folder(folder: Path, entries: list[os.DirEntry] | None = None) -> bool:
+    return folder.is_dir() and bool(idx_files(folder, entries))
 
 
 def load_idx_folder(folder: Path) -> DatasetSplits:

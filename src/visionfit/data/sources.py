@@ -186,13 +186,19 @@ def evaluation_split(data: str | Path, images: str | None = None, class_names: l
     """
     path = Path(data).expanduser()
     named = not path.exists() and named_key(str(data)) is not None
-    if not (named or (path.is_dir() and (is_idx_folder(path) or is_split_folder(path)))):
+    if not (named or (path.is_dir() and is_dataset_folder(path))):
         return None
     splits = load_source(data, images, download_dir)
     held_out = splits.test if splits.test is not None else splits.val
     if held_out is None:
         raise DataError(f"{data} has no test or validation split to evaluate on; point --data at a folder or CSV")
     return relabel(held_out, splits.class_names, class_names) if class_names else held_out
+
+
+def is_dataset_folder(path: Path, entries: list[os.DirEntry] | None = None) -> bool:
+    """A folder that holds a whole dataset (IDX files, or train/ val/ test/ folders), not one split.
+    entries: its visible_entries, when the caller has listed it already."""
+    return is_idx_folder(path, entries) or is_split_folder(path, entries)
 
 
 def relabel(samples: Samples, source_names: list[str], target_names: list[str]) -> Samples:

@@ -12,6 +12,7 @@ import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -79,7 +80,8 @@ class EvalReport:
 def evaluate(model, data, images: str | None = None, batch_size: int = 64, device=None, out: str | Path | None = None,
              tta: bool = False, workers: int | None = None, top_losses: int = TOP_LOSSES,
              trust_code: bool = False, quiet: bool = False, cam: bool = False,
-             cam_layer: str | None = None) -> EvalReport | TagsReport:
+             cam_layer: str | None = None,
+             on_numbers: Callable[[EvalReport | TagsReport], None] | None = None) -> EvalReport | TagsReport:
     """Score `model` (a model file or a module with visionfit metadata) on labelled `data`.
 
     data: a folder of class folders, a labelled CSV (`images` = root of its relative paths),
@@ -89,6 +91,9 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
     quiet: no progress bar.
     cam: add Grad-CAM of each top loss to top_losses.png and write one per image in cam/, reading
     `cam_layer` (a module name such as "layer4"), or the layer found in the model when None.
+    on_numbers: called with the report as soon as its numbers are computed and written (metrics.json,
+    the CSVs), before the pictures are drawn: the CLI prints the report there, so drawing never
+    keeps a person from the numbers.
     """
     classifier = load_classifier(model, device, trust_code=trust_code)
     if cam and classifier.multi_label:
@@ -112,12 +117,16 @@ def evaluate(model, data, images: str | None = None, batch_size: int = 64, devic
         report.cam_layer = layer
     out_dir = Path(out) if out is not None else _default_out(classifier)
     if out_dir is not None and classifier.multi_label:
-        write_tags_report(report, out_dir)
+        write_tags_report(report, out_dir)  # numbers only: a multi-label report has no pictures
     elif out_dir is not None:
         if layer is not None:
             check_outputs([("--out", path) for path in cam_paths(out_dir / CAM_FOLDER, report.top_losses)],
                           protected_inputs(model, data, samples))
-        write_report(report, out_dir, classifier, samples)
+        write_numbers(report, out_dir)
+    if on_numbers is not None:
+        on_numbers(report)
+    if out_dir is not None and not classifier.multi_label:
+        draw_pictures(report, out_dir, classifier, samples)
     return report
 
 
@@ -180,9 +189,8 @@ def _default_out(classifier: Classifier) -> Path | None:
     return None if classifier.path is None else create_numbered_dir(classifier.path.parent, "eval")
 
 
-def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samples: Samples) -> None:
-    """metrics.json, per_class.csv, confusion_matrix.csv/.png and top_losses.png in out_dir
-    (with report.cam_layer, Grad-CAM panels in top_losses.png and cam/)."""
+def write_numbers(report: EvalReport, out_dir: Path) -> None:
+    """metrics.json, per_class.csv and confusion_matrix.csv in out_dir (made when missing)."""
     with writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
     report.out_dir = out_dir
@@ -191,6 +199,11 @@ def write_report(report: EvalReport, out_dir: Path, classifier: Classifier, samp
                [[r[k] for k in ("class", "precision", "recall", "f1", "support")] for r in report.per_class])
     _write_csv(out_dir / "confusion_matrix.csv", ["true \\ predicted", *report.class_names],
                [[name, *counts] for name, counts in zip(report.class_names, report.confusion.tolist())])
+
+
+def draw_pictures(report: EvalReport, out_dir: Path, classifier: Classifier, samples: Samples) -> None:
+    """confusion_matrix.png and top_losses.png in out_dir, after write_numbers (with report.cam_layer,
+    Grad-CAM panels in top_losses.png and cam/). matplotlib is imported here, on the first picture."""
     title = f"confusion matrix: accuracy {report.accuracy:.2%} on {report.images:,} images"
     plot_confusion(out_dir / "confusion_matrix.png", report.confusion, report.class_names, title)
     if report.top_losses:

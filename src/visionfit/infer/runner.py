@@ -12,8 +12,6 @@ is also the one validation takes during training (Preprocess.apply on the full-s
 image), so the same image gets the same numbers from each of them, whatever the batch size.
 """
 import io
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +21,14 @@ from torch import nn
 
 from .. import progress
 from ..checkpoints import load_model
-from ..data.decode import load_image, match_channels
-from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files
+from ..data.decode import load_image
+from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files, load_class_folders, visible_entries
 from ..data.samples import UNLABELLED, Samples
-from ..data.sources import evaluation_split, load_split
+from ..data.sources import evaluation_split, is_dataset_folder, load_split
 from ..data.transforms import Preset, preset_from_meta
 from ..devices import resolve_device
 from ..errors import ConfigError, DataError
+from .batches import eval_batches, eval_view, model_input
 
 
 NOT_FINITE = "the model's output is not finite"
@@ -103,23 +102,30 @@ def read_samples(data, images: str | None = None, class_names: list[str] | None 
         return data
     if isinstance(data, (list, tuple)):
         return Samples(labels=[UNLABELLED] * len(data), paths=[Path(p) for p in data])
-    held_out = evaluation_split(data, images, class_names)
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return _read_folder(path, images, class_names)
+    held_out = evaluation_split(data, images, class_names)  # a dataset's name
     if held_out is not None:
         return held_out
-    path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return Samples(labels=[UNLABELLED], paths=[path])
-    if path.is_dir() and not _class_labelled(path, class_names):
-        files = image_files(path)
-        if not files:
-            raise DataError(f"{path} has no images ({' '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
-        return Samples(labels=[UNLABELLED] * len(files), paths=files)
     return load_split(path, images, class_names, multi_label=multi_label)
 
 
-def _class_labelled(folder: Path, class_names: list[str] | None) -> bool:
-    subfolders = {sub.name for sub in class_folders(folder)}
-    return bool(subfolders) and class_names is not None and subfolders <= set(class_names)
+def _read_folder(folder: Path, images: str | None, class_names: list[str] | None) -> Samples:
+    """A folder, listed once (a folder of 10,000 test images is not listed again for each question):
+    a dataset's held-out split, class folders of the model's classes, else its images, unlabelled."""
+    entries = visible_entries(folder)
+    if is_dataset_folder(folder, entries):
+        return evaluation_split(folder, images, class_names)
+    subfolders = class_folders(folder, entries)
+    if subfolders and class_names is not None and {sub.name for sub in subfolders} <= set(class_names):
+        return load_class_folders(folder, class_names, entries)[1]
+    files = image_files(folder, entries)
+    if not files:
+        raise DataError(f"{folder} has no images ({' '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
+    return Samples(labels=[UNLABELLED] * len(files), paths=files)
 
 
 def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta: bool = False,
@@ -138,12 +144,12 @@ def _classify(classifier: Classifier, samples: Samples, batch_size: int, tta: bo
               bar) -> Outputs:
     probs = np.full((len(samples), len(classifier.class_names)), np.nan, dtype=np.float32)
     errors: dict[int, str] = {}
-    for rows, decoded in _decoded_batches(samples, classifier.preset, batch_size, workers):
-        good = [(row, image) for row, image in zip(rows, decoded) if isinstance(image, torch.Tensor)]
-        errors.update({row: str(image) for row, image in zip(rows, decoded) if isinstance(image, DataError)})
-        if good:
-            probs[[row for row, _ in good]] = pixel_probabilities(classifier, [image for _, image in good], tta)
-        bar.update(len(rows))
+    for batch in eval_batches(samples, classifier.preset.preprocess, batch_size, workers):
+        errors.update({row: str(error) for row, error in batch.errors.items()})
+        if batch.scored:
+            x = model_input(batch.pixels, classifier.preset, classifier.device)
+            probs[batch.scored] = class_probabilities(classifier.model, x, tta, classifier.multi_label).cpu().numpy()
+        bar.update(len(batch.rows))
     errors.update({int(row): NOT_FINITE_REASON for row in np.flatnonzero(~np.isfinite(probs).all(axis=1))
                    if row not in errors})
     return Outputs(probs, errors)
@@ -178,41 +184,19 @@ def eval_pixels(images: list[torch.Tensor], device: torch.device | None = None) 
 def decode_sample(samples: Samples, index: int, preset: Preset) -> torch.Tensor:
     """One sample through the eval preprocessing, as uint8 C x size x size; raises DataError
     for an unreadable file. Decoded at full size: the one resize is the preprocessing's."""
-    if samples.images is not None:
-        pixels = match_channels(samples.images[index], preset.channels)
-    else:
-        pixels = load_image(samples.paths[index], preset.channels)
-    return _eval_tensor(pixels, preset)
+    pixels = eval_view(samples, index, preset.preprocess)
+    if isinstance(pixels, DataError):
+        raise pixels
+    return _chw_tensor(pixels)
 
 
 def decode_upload(data: bytes, name: str, preset: Preset, max_pixels: int) -> torch.Tensor:
     """An uploaded image file's bytes through the same decoding and eval preprocessing as a file
     on disk (decode_sample), as uint8 C x size x size. Raises DataError for an unreadable upload,
     TooManyPixels (before decoding) for one of more than max_pixels pixels."""
-    return _eval_tensor(load_image(io.BytesIO(data), preset.channels, max_pixels=max_pixels, name=name), preset)
+    pixels = load_image(io.BytesIO(data), preset.channels, max_pixels=max_pixels, name=name)
+    return _chw_tensor(preset.preprocess.apply(pixels))
 
 
-def _eval_tensor(pixels: np.ndarray, preset: Preset) -> torch.Tensor:
-    return torch.from_numpy(preset.preprocess.apply(pixels).transpose(2, 0, 1).copy())
-
-
-def _decoded_batches(samples: Samples, preset: Preset, batch_size: int, workers: int | None):
-    """(rows, decoded images or DataErrors) per batch; the next batch decodes while this one runs."""
-    threads = workers or min(8, os.cpu_count() or 1)
-
-    def decode(index: int):
-        try:
-            return decode_sample(samples, index, preset)
-        except DataError as error:
-            return error
-
-    # Threads: PIL releases the GIL while decoding, and threads hand back tensors without pickling.
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        ahead = None  # the batch that decodes while the caller runs the one before it
-        for start in range(0, len(samples), batch_size):
-            rows = range(start, min(start + batch_size, len(samples)))
-            current, ahead = ahead, (rows, [pool.submit(decode, row) for row in rows])
-            if current is not None:
-                yield current[0], [future.result() for future in current[1]]
-        if ahead is not None:
-            yield ahead[0], [future.result() for future in ahead[1]]
+def _chw_tensor(pixels_hwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels_hwc.transpose(2, 0, 1).copy())  # a copy: Pillow's arrays are read-only
