@@ -62,7 +62,7 @@ class ModelConfig:
     weights: str | None = option(None, "start from a weight file: a .pth/.pt state_dict, a .safetensors file or a visionfit model file; what fits loads, the rest is reported")
     weights_mapping: str = option("name", "pair checkpoint tensors with the model's by name, or by order (same layers, other names)", choices=["name", "order"])
     strict: bool = option(False, "fail unless every checkpoint tensor loads (a head sized for other classes excepted)")
-    freeze: str | None = option(None, "none: train everything; backbone: train only the head (fixed feature extractor); N: freeze the first N backbone units; default: the recipe's (none; backbone for finetune)")
+    freeze: str | None = option(None, "none: train everything; backbone: train only the head (fixed feature extractor; unless you give --augment, --pad, --flip, --rotation or --unfreeze-after, training drops the random crop so the backbone's features are computed once); N: freeze the first N backbone units; default: the recipe's (none; backbone for finetune)")
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class TrainConfig:
     lr_backbone: float | None = option(None, "learning rate of the backbone (the head keeps --lr); default: --lr times --lr-backbone-mult")
     lr_backbone_mult: float | None = option(None, "backbone learning rate as a multiple of --lr, e.g. 0.1; default: 1")
     unfreeze_after: int | None = option(None, "with --freeze: after this many epochs the backbone trains too (its BatchNorm layers stay frozen); pair with a small --lr-backbone-mult such as 0.01")
-    cache_features: bool | None = option(None, "train the head on backbone features computed once; default: on when the backbone is frozen and training has no random augmentation")
+    cache_features: bool | None = option(None, "train the head on backbone features computed once (with random augmentation: on each image's eval view); default: on when the backbone stays frozen and flip is the only random augmentation (both orientations are cached); --no-cache-features runs the backbone on every image every epoch")
     recipe: str | None = option(None, "a named training recipe: d2l, finetune or timm-small; flags given override its parts; default: the model's own (d2l's for the classic nets of d2l, else visionfit's default)", choices=["d2l", "finetune", "timm-small"])
     mixup: float | None = option(None, "MixUp alpha (e.g. 0.8): blend pairs of images and their labels; 0 is off; default: the recipe's (0)")
     cutmix: float | None = option(None, "CutMix alpha (e.g. 1.0): paste a patch of one image into another, labels by area; 0 is off; default: the recipe's (0)")

@@ -25,11 +25,14 @@ from .data.prepare import PreparedData
 from .data.transforms import Preset
 from .errors import ConfigError
 from .models import apply_init, create_model, model_args_for_input
-from .models.recipes import RECIPE_DEFAULTS, RECIPE_FIELDS, named_recipe, own_recipe
+from .models.recipes import RECIPE_DEFAULTS, RECIPE_FIELDS, Recipe, named_recipe, own_recipe
+from .train.mixing import mixing_enabled
 
 UNSET_SOURCES = {"flip": "no recipe sets it: the data and --augment decide (photos flip, small images do not)",
                  "pad": "no recipe sets it: the data and --augment decide (an eighth of a small image's side)"}
 MAX_RECIPE_WARMUP = 0.2  # a recipe's warmup takes at most this fraction of the run (a short run keeps most of its lr)
+FROZEN_BACKBONE_DEFAULT = "frozen backbone default"  # where a frozen backbone's cacheable training view came from
+AUGMENTATION_FIELDS = ("augment", "pad", "flip")  # the recipe fields that say how training augments (and --rotation)
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,13 @@ class RecipeChoice:
 def resolve_recipe(config: Config) -> tuple[Config, RecipeChoice]:
     """A complete Config: each recipe field (models/recipes.py RECIPE_FIELDS) the user left None
     takes the --recipe's value, else the model's own recipe's, else RECIPE_DEFAULTS'; what no
-    layer sets (flip, pad: the data decides) stays None. Nothing after this sees a None epochs or lr."""
+    layer sets (flip, pad: the data decides) stays None. A backbone that stays frozen trains on
+    the cacheable view unless augmentation was asked for (_frozen_backbone_view). Nothing after
+    this sees a None epochs or lr."""
     model = config.model.model
     own = own_recipe(model)
-    layers = [named_recipe(config.train.recipe, model)] if config.train.recipe else []
+    chosen = named_recipe(config.train.recipe, model) if config.train.recipe else None
+    layers = [chosen] if chosen else []
     layers += [own, RECIPE_DEFAULTS] if own is not RECIPE_DEFAULTS else [RECIPE_DEFAULTS]
     given = config.flat()
     values, sources = {}, {}
@@ -72,7 +78,8 @@ def resolve_recipe(config: Config) -> tuple[Config, RecipeChoice]:
         else:
             sources[name] = UNSET_SOURCES.get(name, "no recipe sets it: off")
     values, sources = _capped_warmup(config, values, sources)
-    _require_room_to_unfreeze(config, values)
+    _require_room_to_unfreeze(config, values)  # before anything validates the layered values in --unfreeze-after's words
+    values, sources = _frozen_backbone_view(config, values, sources, chosen)
     title = f"{config.train.recipe} (--recipe)" if config.train.recipe else (
         f"{own.name} ({model}'s own)" if own is not RECIPE_DEFAULTS else f"{own.name} (no recipe of its own)")
     return config.replace(**values), RecipeChoice(title, sources)
@@ -86,6 +93,31 @@ def _require_room_to_unfreeze(config: Config, values: dict) -> None:
         raise ConfigError(f"--recipe {config.train.recipe or 'of ' + config.model.model} trains the new head for "
                           f"{after} epoch{'s' if after != 1 else ''} with the backbone frozen, then the whole net: "
                           f"give --epochs {after + 1} or more (not {epochs})")
+
+
+def _frozen_backbone_view(config: Config, values: dict, sources: dict,
+                          chosen: Recipe | None) -> tuple[dict, dict]:
+    """A backbone that stays frozen trains on the view whose features can be cached (train/features.py):
+    no random crop (pad 0: small images are squashed, photos take their eval view) and no
+    per-image ops; flip stays as the data decides (photos flip: both orientations are cached).
+
+    Only where nobody asked for augmentation: not the user (--augment, --pad, --flip, --rotation)
+    nor a --recipe the user chose that sets them. The model's own recipe and RECIPE_DEFAULTS do
+    not count: they say how to train a whole net, which a frozen one is not. --no-cache-features
+    and MixUp/CutMix keep the recipe's augmentation, since those runs train on images anyway."""
+    final = config.replace(**values)
+    model, train, data = final.model, final.train, final.data
+    if (model.freeze != "backbone" or train.unfreeze_after is not None or train.cache_features is False
+            or mixing_enabled(train) or data.rotation or data.augment == "none" or data.pad == 0):
+        return values, sources  # not frozen for good, not cacheable anyway, or no random crop already (d2l's)
+    if any(sources[name] == "your setting" or (chosen and name in chosen.values) for name in AUGMENTATION_FIELDS):
+        return values, sources
+    why = (f"{FROZEN_BACKBONE_DEFAULT}: no random crop (photos: no random resized crop), so the frozen backbone's "
+           f"features are computed once; --augment light trains on random crops instead")
+    sources = {**sources, "pad": why}
+    if data.augment != "light":  # medium/strong's per-image ops would make every epoch's features new
+        sources["augment"] = f"{FROZEN_BACKBONE_DEFAULT}: light, not {data.augment}, so features can be cached"
+    return {**values, "augment": "light", "pad": 0}, sources
 
 
 def _capped_warmup(config: Config, values: dict, sources: dict) -> tuple[dict, dict]:

@@ -1,5 +1,7 @@
 """What a run prints: its resolved summary, epoch lines and results on stdout; hints and warnings on stderr."""
+import dataclasses
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -7,10 +9,11 @@ import torch
 from PIL import Image
 
 from visionfit.cli import main
+from visionfit.config import Config
+from visionfit.resolve import RecipeChoice, resolve_recipe
+from visionfit.train.report import augmentation_text, class_counts, recipe_text
 
-from visionfit.train.report import class_counts, recipe_text
-
-from ..conftest import pattern_images, train_config
+from ..conftest import make_preset, pattern_images, train_config
 
 
 @pytest.fixture
@@ -49,12 +52,32 @@ def test_a_run_writes_its_record_to_stdout_and_nothing_else_there(capsys, tmp_pa
     assert "epoch 1/2" not in err and "run folder" not in err and "best epoch" not in err
 
 
-def test_hints_go_to_stderr(capsys, tmp_path, bars_folder):
-    tiny_run(bars_folder, tmp_path, "--freeze", "backbone")
+def test_hints_go_to_stderr_and_the_cost_of_augmenting_a_frozen_backbone_to_the_summary(capsys, tmp_path,
+                                                                                          bars_folder):
+    tiny_run(bars_folder, tmp_path, "--freeze", "backbone", "--augment", "light")
     out, err = capsys.readouterr()
     assert "hint: the backbone is frozen, but its features are not cached" in err
     assert not [line for line in out.splitlines() if "hint:" in line]
     assert "  model:   lenet_relu; 255 of 61,111 parameters trainable (frozen: backbone), 415.93 KMACs" in out
+    assert ("  augment: light: pad 3 + random crop; not cached: augmentation runs the frozen backbone on every image "
+            "every epoch, about 2x the compute of cached features (one forward per image per epoch, not once); "
+            "--cache-features trains the head on each image's eval view, computed once") in out.splitlines()
+
+
+def test_a_frozen_backbone_s_default_photo_view_is_said_to_cache_both_orientations():
+    """Photos without a random resized crop flip: each image's features and its mirror's are
+    cached (the small-image 'none' case runs end to end in tests/transfer/test_cached_features.py)."""
+    config, recipe = resolve_recipe(Config.from_options(freeze="backbone"))
+    photos = dataclasses.replace(make_preset(32, 3, (0.5,) * 3, (0.25,) * 3, small=False, flip=True),
+                                 resized_crop=False)
+    resolved = SimpleNamespace(config=config, recipe=recipe, preset=photos)
+    assert augmentation_text(resolved, None, "mirrored") == (
+        "flip only (frozen backbone: features of each image and its mirror cached; --augment light to train on "
+        "random crops instead)")
+    asked = SimpleNamespace(**{**vars(resolved), "recipe": RecipeChoice("default", {"pad": "your setting"}),
+                               "plan": SimpleNamespace(augment="light")})
+    assert augmentation_text(asked, None, "mirrored") == (
+        "light: flip; the head trains on cached backbone features of each image and its mirror")
 
 
 def test_many_classes_are_summarised_not_listed():

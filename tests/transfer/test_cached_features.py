@@ -6,16 +6,21 @@ import numpy as np
 import pytest
 import torch
 
+import yaml
+
 import visionfit
 from visionfit.checkpoints import load_resume_state
-from visionfit.config import DataConfig
+from visionfit.config import Config, DataConfig
 from visionfit.data.loader import BatchLoader
 from visionfit.data.plan import plan_input
 from visionfit.data.prepare import prepare_data
 from visionfit.models import create_model
 from visionfit.models.transfer import find_head
 from visionfit.train import trainer as trainer_module
-from visionfit.train.features import CachingTime, FeatureLoader, cache_features
+from visionfit.resolve import resolve_recipe
+from visionfit.train.features import CachingTime, FeatureLoader, cache_features, uncached_cost
+
+from ..conftest import make_preset
 
 RUN = dict(epochs=2, lr=0.1, batch_size=32, quiet=True, image_size=16, pad=0, freeze="backbone", scheduler="step",
            step_size=1, gamma=0.5)
@@ -191,3 +196,34 @@ def test_a_frozen_run_says_why_its_features_are_not_cached(tiny_splits, tmp_path
                      "random crop + flip per image each epoch (a full forward pass per image per epoch); "
                      "--cache-features trains the head on each image's eval view instead (much faster); or turn "
                      "them off (--pad 0; flip alone is cached too)"]
+
+
+def test_a_frozen_backbone_caches_its_features_by_default(tiny_splits, tmp_path, capsys):
+    """No augmentation flag: the bars train without a random crop, on features computed once.
+    (lenet_relu: no d2l recipe of its own, whose pad 0 would leave nothing to decide.)"""
+    options = {**{key: value for key, value in RUN.items() if key != "pad"}, "epochs": 1}
+    result = visionfit.fit("lenet_relu", tiny_splits, project=str(tmp_path), **options)
+    said = capsys.readouterr()
+    assert "cached head.5 input features of 96 train + 30 val images (84,)" in said.err and "hint" not in said.err
+    assert "  augment: none (frozen backbone: features cached; --augment light to train on random crops instead)" \
+        in said.out.splitlines()
+    record = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert record["data"]["pad"] == 0 and record["resolved"]["augmentation"]["pad"] == 0
+    assert record["resolved"]["recipe"]["sources"]["pad"].startswith("frozen backbone default: no random crop")
+
+
+@pytest.mark.parametrize("options, said", [
+    (dict(pad=2), "not cached: augmentation runs the frozen backbone on every image every epoch, about 5x the compute "
+                  "of cached features (one forward per image per epoch, not once); --cache-features trains the head "
+                  "on each image's eval view, computed once"),
+    (dict(pad=0, mixup=0.2), "not cached: MixUp/CutMix runs the frozen backbone on every image every epoch, about 5x "
+                             "the compute of cached features (one forward per image per epoch, not once)"),
+    (dict(pad=0), None),  # cached
+    (dict(pad=2, epochs=1), None),  # one epoch costs the same either way
+    (dict(pad=2, cache_features=False), None),  # the user chose images
+    (dict(pad=2, freeze="none"), None),  # the backbone trains
+])
+def test_the_summary_says_what_training_a_frozen_backbone_on_images_costs(options, said):
+    config, _ = resolve_recipe(Config.from_options(**{"freeze": "backbone", "epochs": 5, **options}))
+    preset = make_preset(16, 1, (0.5,), (0.25,), small=True, pad=config.data.pad)
+    assert uncached_cost(config, preset) == said

@@ -7,7 +7,9 @@
 A classic net carries its line of the d2l chapters beside its factory
 (`@register_model("lenet", 28, d2l=d2l_line(lr=0.5, batch_size=256, epochs=20))`); every
 other net (torchvision, timm, your own) trains with RECIPE_DEFAULTS. resolve.py lays them
-out: the user's flags > --recipe NAME > the model's own recipe > RECIPE_DEFAULTS.
+out: the user's flags > --recipe NAME > the model's own recipe > RECIPE_DEFAULTS. One thing
+comes after them: a backbone that stays frozen drops the random crop unless the user or the
+--recipe asked for augmentation (its features are then computed once; resolve.py).
 """
 from dataclasses import dataclass, field
 

@@ -6,7 +6,9 @@ So compute them once, in eval mode without gradients, and train the head on them
 epoch then costs a few matrix products instead of a full forward pass per image. When a
 horizontal flip is the only random operation, each image has just two views: the features
 of both are cached, and each epoch picks one per image at random (seeded by the epoch, as
-the image loader's flips are), so flipping costs nothing either.
+the image loader's flips are), so flipping costs nothing either. Such a view is what a frozen
+backbone trains on unless augmentation was asked for (resolve.py's _frozen_backbone_view); with
+augmentation, the start-up summary states its cost (uncached_cost).
 
     mode = caching_mode(config, preset)                                      # "fixed", "mirrored" or None
     cached = cache_features_if_useful(net, prepared, config, device, dist)   # or None
@@ -141,6 +143,22 @@ def not_caching_hint(config, preset) -> str | None:
     return (f"hint: the backbone is frozen, but its features are not cached because training draws a "
             f"{' + '.join(random_ops)} per image each epoch (a full forward pass per image per epoch); "
             f"--cache-features trains the head on each image's eval view instead (much faster){off}")
+
+
+def uncached_cost(config, preset) -> str | None:
+    """What training on images costs a backbone that stays frozen, for the start-up summary: it
+    runs on every train and val image every epoch instead of once, so about `epochs` times the
+    backbone compute (the head's few matrix products aside). None when its features are cached,
+    the backbone trains, the user said --no-cache-features, or a single epoch costs the same."""
+    t = config.train
+    if (config.model.freeze != "backbone" or t.unfreeze_after is not None or t.cache_features is False
+            or t.epochs < 2 or caching_mode(config, preset) is not None):
+        return None
+    mixing = mixing_enabled(t)  # config.py refuses --cache-features with mixing: nothing faster to offer
+    offer = "" if mixing else "; --cache-features trains the head on each image's eval view, computed once"
+    return (f"not cached: {'MixUp/CutMix' if mixing else 'augmentation'} runs the frozen backbone on every image "
+            f"every epoch, about {t.epochs}x the compute of cached features (one forward per image per epoch, "
+            f"not once){offer}")
 
 
 def cache_features_if_useful(net: nn.Module, prepared, config, device: torch.device, dist) -> CachedFeatures | None:

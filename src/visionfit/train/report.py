@@ -16,13 +16,17 @@ from ..data.augment import describe as describe_augmentation
 from ..data.prepare import default_workers
 from ..data.store import LazyImages
 from ..infer.summary import human, summary
-from ..resolve import Resolved
+from ..resolve import FROZEN_BACKBONE_DEFAULT, Resolved
 from .callbacks import monitored_key
 from .ema import describe_ema
+from .features import uncached_cost
 from .mixing import describe_mixing
 from .trainer import amp_dtype
 
 CLASSES_LISTED = 10  # up to this many classes are listed one by one; more are summarised
+# The frozen backbone's default views (resolve.py) and how their features are cached: (caching, random ops) -> words.
+FROZEN_VIEWS = {("fixed", ()): ("none", "features cached"),
+                ("mirrored", ("flip",)): ("flip only", "features of each image and its mirror cached")}
 PRECISION_NAMES = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + loss scaling", None: "fp32"}
 
 
@@ -41,7 +45,7 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
         f"  input:   {resolved.preset.size}x{resolved.preset.size}, {resolved.preset.preprocess.summary()}",
         f"           {training_storage(resolved, prepared)}",
         *(f"           {note}" for note in resolved.notes),
-        f"  augment: {augmentation_text(resolved, prepared)}{_caching_text(caching)}",
+        f"  augment: {augmentation_text(resolved, prepared, caching)}",
         f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
         f"  device:  {device}, {PRECISION_NAMES[amp_dtype(config.train.amp, device)]}, "
         f"channels_last {'on' if channels_last else 'off'}",
@@ -117,16 +121,27 @@ def training_storage(resolved: Resolved, prepared) -> str:
     return f"training images {kept}; {' + '.join(ops)} {'on the device' if batched else 'per image in DataLoader workers'}"
 
 
-def augmentation_text(resolved: Resolved, prepared) -> str:
+def augmentation_text(resolved: Resolved, prepared, caching: str | None = None) -> str:
     """'medium: pad 3 + random crop, TrivialAugmentWide, erasing p 0.1', and when an op only runs
-    image by image on images that could go batched, that training takes the slower path."""
+    image by image on images that could go batched, that training takes the slower path; with a
+    frozen backbone, whether its features are cached, or what training on images costs."""
     preset = resolved.preset
+    if frozen_backbone_default(resolved) and (caching, preset.random_ops()) in FROZEN_VIEWS:
+        seen, cached = FROZEN_VIEWS[caching, preset.random_ops()]
+        return f"{seen} (frozen backbone: {cached}; --augment light to train on random crops instead)"
     text = f"{resolved.plan.augment}: {describe_augmentation(preset)}"
     if preset.per_sample_ops and prepared.train.uniform:
         workers = default_workers(resolved.config.data.workers)
         text += (f"; per image in {workers} DataLoader worker{'s' if workers != 1 else ''} (TrivialAugment, "
                  "RandAugment and colour jitter do not run on the batched on-device path)")
-    return text
+    cost = uncached_cost(resolved.config, preset)
+    return text + _caching_text(caching) + (f"; {cost}" if cost else "")
+
+
+def frozen_backbone_default(resolved: Resolved) -> bool:
+    """Whether the training view is the frozen backbone's cacheable default (resolve.py), not one asked for."""
+    recipe = resolved.recipe
+    return recipe is not None and recipe.sources.get("pad", "").startswith(FROZEN_BACKBONE_DEFAULT)
 
 
 def recipe_line(resolved: Resolved) -> str:
