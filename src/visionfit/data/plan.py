@@ -123,7 +123,7 @@ def plan_input(data_cfg, train: Samples, natural_size: int, weights: WeightsPrep
     pad = (data_cfg.pad if data_cfg.pad is not None else size // 8 * parts["crop"]) if small else 0
     resized_crop = parts["crop"] and (small or data_cfg.pad != 0)  # photos: --pad 0 turns their crop off too
     if parts["crop"] and not resized_crop:
-        notes.append("pad 0 (--pad, or the recipe's): no random resized crop either; training starts from each photo's "
+        notes.append("pad 0 (--pad, a recipe's, or a frozen backbone's default): no random resized crop either; training starts from each photo's "
                      "eval view (stored as such)")
     presize = _presize(data_cfg.presize, size, resized_crop and not small, notes)
     return InputPlan(
