@@ -38,7 +38,7 @@ def test_photos_without_a_random_resized_crop_train_on_their_eval_view(photos, o
     assert plan.trains_on_eval_view and not plan.resized_crop and plan.presize is None and plan.store_side is None
     assert plan.preset((0.5,) * 3, (0.2,) * 3).train_starts_from_eval_view
     if options.get("pad") == 0:  # what config.yaml records (pad 0) is what runs, and the run says so
-        assert ("pad 0 (--pad, or the recipe's): no random resized crop either; training starts from each photo's "
+        assert ("pad 0 (--pad, a recipe's, or a frozen backbone's default): no random resized crop either; training starts from each photo's "
                 "eval view (stored as such)") in plan.notes
     if "presize" in options:
         assert "--presize 300 unused: training images are stored at their eval view or own size" in plan.notes
