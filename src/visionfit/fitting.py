@@ -69,7 +69,7 @@ def _fresh(config: Config, module: nn.Module | None, recipe: RecipeChoice) -> Fi
         # The same command line that started the run: its model name is the user's, not the file's.
         data = config.data.data if not isinstance(config.data.data, (str, type(None))) else None
         return _resume(earlier, data, {}, trust_code=True)
-    parts = prepare_run(config, module, dist, recipe)
+    parts = prepare_run(config, module, dist, recipe, device)
     run_dir = earlier or create_run_dir(Path(config.run.project), config.run.name, dist)
     key = attempt_key()
     if key is not None and dist.is_main:
@@ -97,7 +97,7 @@ class RunParts:
 
 
 def prepare_run(config: Config, module: nn.Module | None, dist: Distributed,
-                recipe: RecipeChoice | None = None) -> RunParts:
+                recipe: RecipeChoice | None = None, device=None) -> RunParts:
     """The data and the model a config asks for, as `train` and `lr-find` both build them."""
     splits = resolve_splits(config.data, config.train.seed)
     require_training_data(splits)
@@ -105,7 +105,7 @@ def prepare_run(config: Config, module: nn.Module | None, dist: Distributed,
     source = _weight_source(config, module)
     weights = source.preprocessing if source else None
     plan = plan_input(config.data, splits.train, _natural_size(config, module), weights)
-    prepared = prepare_data(config.data, splits, plan)
+    prepared = prepare_data(config.data, splits, plan, device)
     spec = model_spec(config, plan, splits.num_classes, source.model_args if source else None,
                       source.origin if source else None)
     net, report = _model(spec, module, source, config, dist)
@@ -150,7 +150,7 @@ def _resume(path: Path, data, overrides: dict, trust_code: bool) -> FitResult:
     with writing(run_dir, dist):
         splits = resolve_splits(config.data, config.train.seed)
         require_training_data(splits)
-        prepared = prepare_data(config.data, splits, plan)
+        prepared = prepare_data(config.data, splits, plan, device)
         _same_classes(run_dir, class_names, prepared)
         found = record["resolved"].get("lr_finder")  # --lr auto: the record's lr is the finder's, kept as found
         resolved = resolve(config, plan, prepared, spec, run_dir, notes=(f"resumed after epoch {done}",), recipe=recipe,

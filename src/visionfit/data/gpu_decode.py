@@ -1,6 +1,7 @@
 """JPEG files decoded on the GPU (nvjpeg, through torchvision.io.decode_jpeg) into a store.
 
     pixels, left_over = decode_jpegs(paths, spec, sizes, device)   # uint8 N x C x size x size
+    store = gpu_store(samples, spec, device, workers)              # what build_store makes, JPEGs by nvjpeg
 
 For the training store of a run on a CUDA device: its images are cropped at random anyway,
 so the few levels by which torch's resampler differs from Pillow's do not matter there.
@@ -10,13 +11,23 @@ crop the same part of every image. Files nvjpeg cannot take (not a JPEG, corrupt
 pixels than MAX_GPU_PIXELS by their header) are handed back for the Pillow path, which
 decodes what it can and reports the rest.
 """
+import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import progress
+from ..errors import DataError
 from .preprocess import Preprocess
+from .samples import Samples
+from .scan import with_scan
+from .store import ImageStore, load_row
+
+log = logging.getLogger(__name__)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 CHUNK = 64  # files decoded per call: enough to keep nvjpeg busy, few enough to bound GPU memory
@@ -91,3 +102,39 @@ def presize_tensor(image_chw: torch.Tensor, spec: Preprocess) -> torch.Tensor:
         height, width = target
     top, left = round((height - spec.size) / 2), round((width - spec.size) / 2)
     return image_chw[:, top : top + spec.size, left : left + spec.size]
+
+
+def decodes_on_gpu(device: torch.device | None, samples: Samples) -> bool:
+    """Whether a training store of these samples is decoded by nvjpeg: files, on a CUDA device."""
+    return device is not None and device.type == "cuda" and samples.paths is not None
+
+
+def gpu_store(samples: Samples, spec: Preprocess, device: torch.device, workers: int, eval_ready: bool = False,
+              label: str = "images") -> ImageStore:
+    """The store `build_store(samples, spec.channels, prepare=spec.apply)` makes, its JPEGs decoded
+    by nvjpeg on `device`; the other files (and those nvjpeg refuses) through Pillow on `workers`
+    threads, with the same skipping and reporting of unreadable files."""
+    scan = with_scan(samples).scan
+    unusable = (2**31, 2**31)  # a scan fault: left to the Pillow path, which reports it
+    sizes = [tuple(size) if fault is None else unusable for size, fault in zip(scan.sizes.tolist(), scan.faults)]
+    with progress.bar(total=len(samples), desc=f"decoding {label} (nvjpeg)") as bar:
+        pixels, left_over = decode_jpegs(samples.paths, spec, sizes, device)
+        bar.update(len(samples) - len(left_over))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            loaded = list(pool.map(lambda row: load_row(samples, row, spec.channels, None, spec.apply), left_over))
+        bar.update(len(left_over))
+    keep = np.ones(len(samples), dtype=bool)
+    skipped = []
+    for row, result in zip(left_over, loaded):
+        if isinstance(result, DataError):
+            log.warning("skipping an image: %s", result)
+            skipped.append((samples.origin[row], str(result)))
+            keep[row] = False
+        else:
+            pixels[row] = result
+    if not keep.any():
+        raise DataError(f"none of the {len(samples)} images could be read (first: {skipped[0][1]}); check the data")
+    rows = np.flatnonzero(keep)
+    return ImageStore(pixels[torch.from_numpy(rows)] if len(rows) < len(samples) else pixels,
+                      torch.from_numpy(samples.labels[rows].copy()), [samples.origin[i] for i in rows], skipped,
+                      eval_ready)

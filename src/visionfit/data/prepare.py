@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import torch
 
 from ..errors import DataError
 from .disk_cache import cached_store, disk_cache_for
+from .gpu_decode import decodes_on_gpu, gpu_store
 from .memory import settle_cache
 from .plan import DEFAULT_INTERPOLATION, InputPlan
-from .preprocess import pil_resize
+from .preprocess import Preprocess, pil_resize
 from .samples import DatasetSplits, Samples
 from .sources import limit_per_class, resolve, settle_validation
 from .store import ImageStore, build_store, channel_stats, lazy_store
@@ -69,12 +71,13 @@ def require_training_data(splits: DatasetSplits) -> None:
         raise DataError(f"{splits.name} has no labelled training images; a CSV without a label column can only be predicted on")
 
 
-def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan) -> PreparedData:
-    """Decode every split once (see the module docstring) and settle the preset."""
+def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan, device: torch.device | None = None) -> PreparedData:
+    """Decode every split once (see the module docstring) and settle the preset. On a CUDA
+    `device`, the training store's JPEGs are decoded there (nvjpeg; gpu_decode.py)."""
     workers = default_workers(data_cfg.workers)
     cache, note = settle_cache(data_cfg.cache, splits, plan)
     data_cfg = dataclasses.replace(data_cfg, cache=cache)
-    train = _train_store(data_cfg, splits.train, plan, workers)
+    train = _train_store(data_cfg, splits.train, plan, workers, device)
     mean, std = plan.stats or _measured_stats(train, plan.channels)
     preset = plan.preset(mean, std)
     val, test = (None if s is None else eval_store(data_cfg, s, preset, workers, label)
@@ -93,24 +96,28 @@ def eval_store(data_cfg, samples: Samples, preset: Preset, workers: int, label: 
     return cached_store(samples, {"eval": preset.preprocess.to_dict()}, build, disk_cache_for(data_cfg))
 
 
-def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int) -> ImageStore:
+def _train_store(data_cfg, samples: Samples, plan: InputPlan, workers: int, device=None) -> ImageStore:
     """The training images as the plan stores them (see the module docstring), decoded once on
-    `workers` threads, or on access with --cache none."""
+    `workers` threads (JPEGs by nvjpeg on a CUDA device), or on access with --cache none."""
     prepare, max_side, eval_ready = _train_storage(plan)
     if data_cfg.cache == "none" and samples.paths is not None:
         return lazy_store(samples, plan.channels, max_side, prepare, eval_ready)
+    geometry = getattr(prepare, "__self__", None)  # the Preprocess whose apply() makes a square
+    if isinstance(geometry, Preprocess) and decodes_on_gpu(device, samples):
+        build = partial(gpu_store, samples, geometry, device, workers, eval_ready, label="train")
+        return cached_store(samples, _train_spec(plan, "nvjpeg"), build, disk_cache_for(data_cfg))
     build = partial(build_store, samples, plan.channels, max_side, workers, prepare, eval_ready, label="train")
     return cached_store(samples, _train_spec(plan), build, disk_cache_for(data_cfg))
 
 
-def _train_spec(plan: InputPlan) -> dict:
+def _train_spec(plan: InputPlan, decoder: str = "pillow") -> dict:
     """What the training store's pixels depend on besides the files (the disk cache's key):
     not the augmentation, which runs on the stored pixels."""
     storage = ("eval view" if plan.trains_on_eval_view else f"presize {plan.presize}" if plan.presize
                else f"shorter side {plan.store_side}")
     return {"train": {"channels": plan.channels, "shape": plan.store_shape, "storage": storage,
                       "eval": plan.geometry().to_dict() if not plan.small else None,
-                      "interpolation": plan.interpolation}}
+                      "interpolation": plan.interpolation, "decoder": decoder}}
 
 
 def _train_storage(plan: InputPlan):

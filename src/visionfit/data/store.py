@@ -112,7 +112,7 @@ def _file_store(samples: Samples, channels: int, max_side: int | None, workers: 
     # Threads, not processes: PIL releases the GIL while decoding and resizing,
     # and threads hand back arrays without pickling them.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        decoded = pool.map(lambda row: _load_row(samples, row, channels, max_side, prepare), range(len(samples)))
+        decoded = pool.map(lambda row: load_row(samples, row, channels, max_side, prepare), range(len(samples)))
         results = list(progress.counted(decoded, bar))
     kept, tensors, skipped = [], [], []
     for index, result in enumerate(results):
@@ -129,7 +129,7 @@ def _file_store(samples: Samples, channels: int, max_side: int | None, workers: 
     return ImageStore(_stack_if_uniform(tensors), labels, [samples.origin[i] for i in kept], skipped, eval_ready)
 
 
-def _load_row(samples: Samples, row: int, channels: int, max_side: int | None, prepare: Prepare | None) -> torch.Tensor | DataError:
+def load_row(samples: Samples, row: int, channels: int, max_side: int | None, prepare: Prepare | None) -> torch.Tensor | DataError:
     """The image of one row, or why it cannot be used: the scan's finding when it already
     found the file unusable (no second attempt), else the decoder's."""
     fault = samples.scan.faults[row] if samples.scan is not None else None
