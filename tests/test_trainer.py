@@ -1,6 +1,7 @@
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -8,6 +9,7 @@ from torch import nn
 import visionfit
 from visionfit.errors import TrainingDiverged
 from visionfit.train.callbacks import Checkpointer, EarlyStopping, ProgressPrinter, score
+from visionfit.train.session import use_channels_last
 from visionfit.train.trainer import Trainer, amp_dtype, set_train_mode
 from .conftest import train_config
 
@@ -204,3 +206,127 @@ def test_the_caller_adds_what_the_run_folder_kept():
     first_epoch = TrainingDiverged("weights", epoch=1, lr=0.1)
     assert str(first_epoch.in_run("runs/exp")).endswith("; runs/exp has no finished epoch")
     assert (error.in_run("x").epoch, error.in_run("x").step) == (3, 41) and str(error).endswith("--warmup-epochs 1")
+
+
+def test_a_loss_window_read_late_names_the_first_bad_step_of_a_later_window():
+    """GPU mode, windows of 4: steps 0-3 read clean, the bad step 6 is found when 4-7 are read."""
+    model = TurnsBad(from_call=7)
+    trainer = make_trainer(model, train_batches=10)
+    trainer.loss_watch.every = 4
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit()
+    assert (caught.value.epoch, caught.value.step) == (1, 7) and math.isnan(caught.value.value)
+    assert model.calls == 8  # read once the window of steps 4-7 filled
+
+
+# aten ops that read a value back to the host: on a GPU each waits for all the queued work.
+HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::bincount", "aten::is_nonzero",
+              "aten::masked_select"}
+
+
+def host_reads_in_an_epoch(batches: int) -> int:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    trainer = make_trainer(model, train_batches=batches, epochs=1)
+    trainer.loss_watch.every = 50  # as on a GPU: the one-CPU-process mode reads each loss on purpose
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        trainer.train_one_epoch()
+    return sum(event.name in HOST_READS for event in profiler.events())
+
+
+def test_a_training_step_reads_nothing_back_to_the_host():
+    """The epoch's reads (loss window, metrics) happen once, however many steps it has."""
+    assert host_reads_in_an_epoch(3) == host_reads_in_an_epoch(12) > 0
+
+
+@pytest.fixture
+def forced_amp(monkeypatch):
+    """forced_amp(dtype): the trainer picks `dtype` as if on a GPU; autocast then runs on the CPU."""
+    from visionfit.train import trainer as trainer_module
+
+    def force(dtype):
+        monkeypatch.setattr(trainer_module, "amp_dtype", lambda amp, device: dtype)
+    return force
+
+
+class AutocastRecorder(nn.Module):
+    """A linear classifier that records, per forward, whether autocast was on and its dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), self.training))
+        return self.fc(x.flatten(1))
+
+
+def test_the_trainer_autocasts_to_the_chosen_dtype_in_training_and_evaluation(forced_amp):
+    forced_amp(torch.bfloat16)
+    model = AutocastRecorder()
+    make_trainer(model, train_batches=2, val_batches=1, epochs=1).fit()
+    assert model.seen == [(True, torch.bfloat16, True)] * 2 + [(True, torch.bfloat16, False)]
+
+
+def test_no_autocast_without_a_chosen_dtype(forced_amp):
+    forced_amp(None)
+    model = AutocastRecorder()
+    make_trainer(model, train_batches=2, epochs=1).fit()
+    assert [enabled for enabled, _, _ in model.seen] == [False, False]
+
+
+@pytest.mark.parametrize("dtype, scaled", [(torch.float16, True), (torch.bfloat16, False), (None, False)])
+def test_loss_scaling_is_on_exactly_for_fp16(forced_amp, dtype, scaled):
+    forced_amp(dtype)
+    trainer = make_trainer(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
+    assert trainer.scaler.is_enabled() is scaled
+
+
+class FormatRecorder(nn.Module):
+    """A conv net that records whether its input batch and its conv weight are channels_last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+        self.seen = set()
+
+    def forward(self, x):
+        last = torch.channels_last
+        self.seen.add((x.is_contiguous(memory_format=last), self.conv.weight.is_contiguous(memory_format=last)))
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_reaches_the_batches_and_the_model(tmp_path, channels_last):
+    from visionfit.data.samples import DatasetSplits, Samples
+
+    generator = np.random.default_rng(0)
+    images = generator.integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
+    splits = DatasetSplits("rgb", ["a", "b"], Samples(np.arange(24) % 2, images=images[:24]),
+                           Samples(np.arange(8) % 2, images=images[24:]))
+    net = FormatRecorder()
+    visionfit.fit(net, splits, project=str(tmp_path), epochs=1, batch_size=8, image_size=12, quiet=True,
+                  channels_last=channels_last, augment="none")
+    assert net.seen == {(channels_last, channels_last)}
+
+
+@pytest.mark.parametrize("setting, device, expected", [(None, "cuda", True), (None, "cpu", False),
+                                                        (True, "cpu", True), (False, "cuda", False)])
+def test_channels_last_is_on_by_default_only_on_cuda(setting, device, expected):
+    assert use_channels_last(setting, torch.device(device)) is expected
+
+
+def test_compile_is_called_with_static_shapes(monkeypatch, tiny_splits, tmp_path):
+    calls = []
+
+    def recording_compile(model, **options):
+        calls.append((model, options))
+        return model
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 3))
+    visionfit.fit(net, tiny_splits, project=str(tmp_path), epochs=1, batch_size=32, image_size=16, quiet=True,
+                  compile=True)
+    assert len(calls) == 1 and calls[0][1] == {"dynamic": False}
+    assert isinstance(calls[0][0], nn.Sequential) and calls[0][0][1].in_features == 16 * 16
