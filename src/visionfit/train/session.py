@@ -25,7 +25,7 @@ from ..config import Config
 from ..cpu_memory import keep_freed_memory
 from ..data.loader import BatchLoader
 from ..data.prepare import PreparedData, default_workers
-from ..devices import resolve_device
+from ..devices import resolve_device, share_cores_with_workers
 from ..errors import ConfigError, ModelError, TrainingDiverged
 from ..files import write_text_atomic
 from ..infer import metrics
@@ -94,17 +94,23 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     config = resolved.config
     frozen = freeze(net, config.model.freeze)
     net = net.to(device)
-    channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
+    channels_last = use_channels_last(config.train.channels_last, device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    caching = caching_mode(config, prepared.preset)
+    # The image loaders before the summary, which states the threads their workers leave this process.
+    loaders = None if caching else make_loaders(prepared, config, device, dist, channels_last)
+    threads = share_cores_with_workers(busy_workers(loaders[0]) if loaders else 0)
     if dist.is_main:
-        print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
-                          frozen), flush=True)
+        print(run_summary(resolved, prepared, net, device, channels_last, caching, frozen, threads), flush=True)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
     started = time.perf_counter()  # caching features is training: it counts, as in epoch 1's images/s
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
-    loaders = (cached.train, cached.val) if cached else make_loaders(prepared, config, device, dist, channels_last)
+    if cached:
+        loaders = (cached.train, cached.val)
+    elif loaders is None:  # caching gave up (the model does more after its head): images after all
+        loaders = make_loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
     warning = few_steps_warning(steps_per_epoch, len(prepared.train), config, dist.world_size)
     if warning and dist.is_main:
@@ -117,7 +123,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
         start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
     trained = HeadOnFeatures(net) if cached else net
     ema = _weight_average(trained, config.train.ema, resume_state)
-    trained = torch.compile(trained) if config.train.compile else trained
+    trained = compiled(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
     # CachingTime first: the callbacks after it print and record the epoch with the caching counted in.
@@ -147,6 +153,22 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     return result
 
 
+def use_channels_last(setting: bool | None, device: torch.device) -> bool:
+    """--channels-last as given, or by default on CUDA only (tensor cores want NHWC; CPUs gain little)."""
+    return device.type == "cuda" if setting is None else setting
+
+
+# Shapes specialised, never dynamic: a run meets few shapes (the batch, the epoch's last batch,
+# the eval batches), each compiled once, where dynamic=None's default recompiles the first
+# change as a dynamic-shape graph (slower kernels, and pages of sympy warnings in the log).
+COMPILE_OPTIONS = dict(dynamic=False)
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """--compile: torch.compile with COMPILE_OPTIONS."""
+    return torch.compile(model, **COMPILE_OPTIONS)
+
+
 def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
     """What Ctrl-C leaves, and the command that continues from there."""
     kept = len(trainer.history)
@@ -168,13 +190,17 @@ def _weight_average(trained: nn.Module, decay: float | None, resume_state: dict 
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, run_dir: Path) -> None:
-    """The checkpoint's optimizer state, when its parameter groups are the ones this run makes."""
+    """The checkpoint's optimizer state, when its parameter groups are the ones this run makes; the
+    update kernels stay this run's (a run resumed on another device keeps fused or foreach right)."""
+    kernels = [{key: group[key] for key in ("foreach", "fused") if key in group} for group in optimizer.param_groups]
     try:
         optimizer.load_state_dict(saved)
     except ValueError as error:  # torch: another number of groups, or groups of other sizes
         raise ConfigError(f"cannot resume {run_dir}: its optimizer state does not match this visionfit's parameter "
                           f"groups ({error}; weight decay now skips biases and norm weights, in groups of their "
                           f"own); start a new run with --weights {run_dir / 'last.safetensors'}") from None
+    for group, chosen in zip(optimizer.param_groups, kernels):
+        group.update(chosen)
 
 
 def _configure_torch(train_cfg) -> None:
@@ -227,6 +253,11 @@ def make_loaders(prepared: PreparedData, config: Config, device, dist: Distribut
     train = BatchLoader(prepared.train, train=True, sampler=config.data.sampler, **common)
     val = BatchLoader(prepared.val, train=False, **common) if prepared.val is not None and len(prepared.val) else None
     return train, val
+
+
+def busy_workers(train_loader: BatchLoader) -> int:
+    """DataLoader workers busy through every training epoch: none on the batched path."""
+    return 0 if train_loader.batched else train_loader.workers
 
 
 def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
