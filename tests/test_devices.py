@@ -55,17 +55,6 @@ def test_the_main_process_leaves_cores_to_busy_workers(workers, cores, at_start,
     assert main_process_threads(workers, cores, at_start) == expected
 
 
-@pytest.fixture
-def threads_restored(monkeypatch):
-    """Runs the test with a fresh record of the start threads, and puts torch's count back after."""
-    import visionfit.devices as devices
-
-    before = torch.get_num_threads()
-    monkeypatch.setattr(devices, "_threads_at_start", None)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sharing_cores_sets_torch_threads_and_says_so(monkeypatch, threads_restored):
     import visionfit.devices as devices
 

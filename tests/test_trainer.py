@@ -1,7 +1,6 @@
 import io
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -9,7 +8,6 @@ from torch import nn
 import visionfit
 from visionfit.errors import TrainingDiverged
 from visionfit.train.callbacks import Checkpointer, EarlyStopping, ProgressPrinter, score
-from visionfit.train.session import use_channels_last
 from visionfit.train.trainer import Trainer, amp_dtype, set_train_mode
 from .conftest import train_config
 
@@ -280,53 +278,3 @@ def test_loss_scaling_is_on_exactly_for_fp16(forced_amp, dtype, scaled):
     forced_amp(dtype)
     trainer = make_trainer(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
     assert trainer.scaler.is_enabled() is scaled
-
-
-class FormatRecorder(nn.Module):
-    """A conv net that records whether its input batch and its conv weight are channels_last."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(4, 2)
-        self.seen = set()
-
-    def forward(self, x):
-        last = torch.channels_last
-        self.seen.add((x.is_contiguous(memory_format=last), self.conv.weight.is_contiguous(memory_format=last)))
-        return self.fc(self.conv(x).mean((2, 3)))
-
-
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_channels_last_reaches_the_batches_and_the_model(tmp_path, channels_last):
-    from visionfit.data.samples import DatasetSplits, Samples
-
-    generator = np.random.default_rng(0)
-    images = generator.integers(0, 256, (32, 12, 12, 3), dtype=np.uint8)
-    splits = DatasetSplits("rgb", ["a", "b"], Samples(np.arange(24) % 2, images=images[:24]),
-                           Samples(np.arange(8) % 2, images=images[24:]))
-    net = FormatRecorder()
-    visionfit.fit(net, splits, project=str(tmp_path), epochs=1, batch_size=8, image_size=12, quiet=True,
-                  channels_last=channels_last, augment="none")
-    assert net.seen == {(channels_last, channels_last)}
-
-
-@pytest.mark.parametrize("setting, device, expected", [(None, "cuda", True), (None, "cpu", False),
-                                                        (True, "cpu", True), (False, "cuda", False)])
-def test_channels_last_is_on_by_default_only_on_cuda(setting, device, expected):
-    assert use_channels_last(setting, torch.device(device)) is expected
-
-
-def test_compile_is_called_with_static_shapes(monkeypatch, tiny_splits, tmp_path):
-    calls = []
-
-    def recording_compile(model, **options):
-        calls.append((model, options))
-        return model
-
-    monkeypatch.setattr(torch, "compile", recording_compile)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 3))
-    visionfit.fit(net, tiny_splits, project=str(tmp_path), epochs=1, batch_size=32, image_size=16, quiet=True,
-                  compile=True)
-    assert len(calls) == 1 and calls[0][1] == {"dynamic": False}
-    assert isinstance(calls[0][0], nn.Sequential) and calls[0][0][1].in_features == 16 * 16

@@ -38,6 +38,7 @@ from .distributed import Distributed, init_distributed
 from .ema import WeightAverage
 from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
 from .guards import chance_warning, few_steps_warning
+from .hardware import busy_workers, compiled, use_channels_last
 from .mixing import batch_mixer
 from .multilabel import MultiLabel
 from .report import images_per_class, result_lines, run_summary
@@ -153,22 +154,6 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     return result
 
 
-def use_channels_last(setting: bool | None, device: torch.device) -> bool:
-    """--channels-last as given, or by default on CUDA only (tensor cores want NHWC; CPUs gain little)."""
-    return device.type == "cuda" if setting is None else setting
-
-
-# Shapes specialised, never dynamic: a run meets few shapes (the batch, the epoch's last batch,
-# the eval batches), each compiled once, where dynamic=None's default recompiles the first
-# change as a dynamic-shape graph (slower kernels, and pages of sympy warnings in the log).
-COMPILE_OPTIONS = dict(dynamic=False)
-
-
-def compiled(model: nn.Module) -> nn.Module:
-    """--compile: torch.compile with COMPILE_OPTIONS."""
-    return torch.compile(model, **COMPILE_OPTIONS)
-
-
 def interrupted_message(run_dir: Path, trainer: Trainer) -> str:
     """What Ctrl-C leaves, and the command that continues from there."""
     kept = len(trainer.history)
@@ -253,11 +238,6 @@ def make_loaders(prepared: PreparedData, config: Config, device, dist: Distribut
     train = BatchLoader(prepared.train, train=True, sampler=config.data.sampler, **common)
     val = BatchLoader(prepared.val, train=False, **common) if prepared.val is not None and len(prepared.val) else None
     return train, val
-
-
-def busy_workers(train_loader: BatchLoader) -> int:
-    """DataLoader workers busy through every training epoch: none on the batched path."""
-    return 0 if train_loader.batched else train_loader.workers
 
 
 def _callbacks(resolved: Resolved, dist: Distributed, best: float) -> list:
