@@ -84,13 +84,14 @@ def visionfit_run(splits, epochs, device, project, seed):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", type=Path, default=MNIST, help="folder of the MNIST IDX files")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers for the tutorial loop")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--project", default=str(Path(tempfile.gettempdir()) / "visionfit-bench"))
     args = parser.parse_args()
-    splits = load_idx_folder(MNIST)
+    splits = load_idx_folder(args.mnist)
     ours = [visionfit_run(splits, args.epochs, args.device, args.project, seed) for seed in args.seeds]
     theirs = [tutorial_run(splits, args.epochs, args.device, args.workers, seed) for seed in args.seeds]
     print(f"device: {args.device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "

@@ -80,3 +80,15 @@ def model_meta(architecture: str = "lenet", class_names=("a", "b", "c"), in_chan
     return {"architecture": architecture, "model_args": {}, "class_names": list(class_names),
             "in_channels": in_channels, "input_size": input_size, "mean": list(mean), "std": list(std),
             "preprocess": preset.preprocess.describe(), "preset": preset.augmentation(), **fields}
+
+
+@pytest.fixture
+def threads_restored(monkeypatch):
+    """A fresh record of the threads torch started with (devices.share_cores_with_workers), and
+    torch's thread count put back after the test."""
+    import visionfit.devices as devices
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(devices, "_threads_at_start", None)
+    yield
+    torch.set_num_threads(before)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from visionfit.cli import main
-from visionfit.devices import resolve_device
+from visionfit.devices import main_process_threads, resolve_device, share_cores_with_workers
 from visionfit.errors import ConfigError
 
 
@@ -43,3 +43,24 @@ def test_train_with_mps_on_a_machine_without_it_ends_in_one_line(machine, capsys
     assert exit_info.value.code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == ["visionfit: error: --device mps: Apple's Metal GPU is not available here "
                                         "(it needs macOS on Apple silicon); use --device cpu or auto"]
+
+
+@pytest.mark.parametrize("workers, cores, at_start, expected", [
+    (0, 8, 8, 8),   # the batched path: every core
+    (6, 8, 8, 2),   # the cores the workers leave
+    (8, 8, 8, 1),   # at least one
+    (2, 8, 1, 1),   # OMP_NUM_THREADS=1 stays a cap
+])
+def test_the_main_process_leaves_cores_to_busy_workers(workers, cores, at_start, expected):
+    assert main_process_threads(workers, cores, at_start) == expected
+
+
+def test_sharing_cores_sets_torch_threads_and_says_so(monkeypatch, threads_restored):
+    import visionfit.devices as devices
+
+    monkeypatch.setattr(devices, "usable_cores", lambda: 8)
+    torch.set_num_threads(4)
+    assert share_cores_with_workers(6) == "2 torch threads beside 6 DataLoader workers on 8 cores"
+    assert torch.get_num_threads() == 2
+    assert share_cores_with_workers(0) is None  # a later batched run gets its threads back
+    assert torch.get_num_threads() == 4

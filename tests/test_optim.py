@@ -6,7 +6,7 @@ from timm.optim import param_groups_weight_decay
 from visionfit.errors import ConfigError
 from visionfit.models import create_model
 from visionfit.models.transfer import no_decay_ids, optimizer_groups
-from visionfit.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from visionfit.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler, step_kernels
 from visionfit.train.session import _load_optimizer_state
 
 from .conftest import train_config
@@ -159,3 +159,40 @@ def train_steps(model, optimizer, x, y, steps: int) -> list[float]:
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+class OnDevice:
+    """Stands in for a parameter on `device`: all step_kernels reads of it."""
+
+    def __init__(self, device: str):
+        self.device = torch.device(device)
+
+
+@pytest.mark.parametrize("devices, fusable, expected", [
+    (["cuda"], True, {"fused": True}),
+    (["cpu", "cpu"], True, {"fused": True}),
+    (["mps"], True, {"foreach": True}),
+    (["cuda", "cpu"], True, {"foreach": True}),
+    (["cuda"], False, {"foreach": True}),
+])
+def test_fused_updates_only_where_torch_has_them(devices, fusable, expected):
+    groups = [{"params": [OnDevice(devices[0])]}, {"params": [OnDevice(device) for device in devices[1:]]}]
+    assert step_kernels(groups, fusable) == expected
+
+
+@pytest.mark.parametrize("name, kernel", [("sgd", "fused"), ("adam", "fused"), ("adamw", "fused"),
+                                          ("rmsprop", "foreach")])
+def test_torch_optimizers_on_the_cpu_use_their_fastest_kernels(name, kernel):
+    _, groups = model_and_groups()
+    optimizer = build_optimizer(groups, train_config(optimizer=name, lr=0.05))
+    assert optimizer.param_groups[0][kernel] is True
+
+
+def test_a_resumed_optimizer_keeps_this_runs_kernels(tmp_path):
+    _, groups = model_and_groups()
+    saved = build_optimizer(groups, train_config(optimizer="sgd")).state_dict()
+    saved["param_groups"][0].update(fused=None, foreach=True)  # as a run on another device saved it
+    _, groups = model_and_groups()
+    optimizer = build_optimizer(groups, train_config(optimizer="sgd"))
+    _load_optimizer_state(optimizer, saved, tmp_path)
+    assert (optimizer.param_groups[0]["fused"], optimizer.param_groups[0]["foreach"]) == (True, None)

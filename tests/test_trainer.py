@@ -204,3 +204,77 @@ def test_the_caller_adds_what_the_run_folder_kept():
     first_epoch = TrainingDiverged("weights", epoch=1, lr=0.1)
     assert str(first_epoch.in_run("runs/exp")).endswith("; runs/exp has no finished epoch")
     assert (error.in_run("x").epoch, error.in_run("x").step) == (3, 41) and str(error).endswith("--warmup-epochs 1")
+
+
+def test_a_loss_window_read_late_names_the_first_bad_step_of_a_later_window():
+    """GPU mode, windows of 4: steps 0-3 read clean, the bad step 6 is found when 4-7 are read."""
+    model = TurnsBad(from_call=7)
+    trainer = make_trainer(model, train_batches=10)
+    trainer.loss_watch.every = 4
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit()
+    assert (caught.value.epoch, caught.value.step) == (1, 7) and math.isnan(caught.value.value)
+    assert model.calls == 8  # read once the window of steps 4-7 filled
+
+
+# aten ops that read a value back to the host: on a GPU each waits for all the queued work.
+HOST_READS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::bincount", "aten::is_nonzero",
+              "aten::masked_select"}
+
+
+def host_reads_in_an_epoch(batches: int) -> int:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    trainer = make_trainer(model, train_batches=batches, epochs=1)
+    trainer.loss_watch.every = 50  # as on a GPU: the one-CPU-process mode reads each loss on purpose
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        trainer.train_one_epoch()
+    return sum(event.name in HOST_READS for event in profiler.events())
+
+
+def test_a_training_step_reads_nothing_back_to_the_host():
+    """The epoch's reads (loss window, metrics) happen once, however many steps it has."""
+    assert host_reads_in_an_epoch(3) == host_reads_in_an_epoch(12) > 0
+
+
+@pytest.fixture
+def forced_amp(monkeypatch):
+    """forced_amp(dtype): the trainer picks `dtype` as if on a GPU; autocast then runs on the CPU."""
+    from visionfit.train import trainer as trainer_module
+
+    def force(dtype):
+        monkeypatch.setattr(trainer_module, "amp_dtype", lambda amp, device: dtype)
+    return force
+
+
+class AutocastRecorder(nn.Module):
+    """A linear classifier that records, per forward, whether autocast was on and its dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), self.training))
+        return self.fc(x.flatten(1))
+
+
+def test_the_trainer_autocasts_to_the_chosen_dtype_in_training_and_evaluation(forced_amp):
+    forced_amp(torch.bfloat16)
+    model = AutocastRecorder()
+    make_trainer(model, train_batches=2, val_batches=1, epochs=1).fit()
+    assert model.seen == [(True, torch.bfloat16, True)] * 2 + [(True, torch.bfloat16, False)]
+
+
+def test_no_autocast_without_a_chosen_dtype(forced_amp):
+    forced_amp(None)
+    model = AutocastRecorder()
+    make_trainer(model, train_batches=2, epochs=1).fit()
+    assert [enabled for enabled, _, _ in model.seen] == [False, False]
+
+
+@pytest.mark.parametrize("dtype, scaled", [(torch.float16, True), (torch.bfloat16, False), (None, False)])
+def test_loss_scaling_is_on_exactly_for_fp16(forced_amp, dtype, scaled):
+    forced_amp(dtype)
+    trainer = make_trainer(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
+    assert trainer.scaler.is_enabled() is scaled

@@ -43,3 +43,17 @@ def test_imbalance_separates_accuracy_from_macro_scores():
     assert metrics["acc"] == pytest.approx(0.9)
     assert metrics["balanced_acc"] == pytest.approx(0.5)
     assert metrics["macro_f1"] == pytest.approx((2 * 90 / 190 + 0) / 2)
+
+
+def test_tally_counts_batches_that_grow_and_shrink():
+    """The per-image counts are a buffer viewed at each batch's length: a bigger batch later grows it."""
+    labels = torch.tensor([0, 1, 2, 2, 1, 0, 0, 2, 1, 1])
+    predicted = torch.tensor([0, 2, 2, 1, 1, 0, 1, 2, 1, 0])
+    tally = SingleLabel().tally(torch.device("cpu"))
+    for start, stop in [(0, 2), (2, 7), (7, 10)]:
+        tally.add(_logits_for(predicted[start:stop].numpy(), 3), labels[start:stop], torch.zeros(()))
+    expected = torch.zeros(3, 3, dtype=torch.long)
+    for true, guess in zip(labels.tolist(), predicted.tolist()):
+        expected[true, guess] += 1
+    assert torch.equal(tally.confusion.reshape(3, 3), expected)
+    assert tally.result()["acc"] == pytest.approx(6 / 10)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
 from .store import ImageStore
-from .transforms import Preset
+from .transforms import Preset, normalize
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,8 @@ class BatchLoader(EpochOrder):
         self.workers, self.channels_last = workers, channels_last
         self._ragged_loader = None
         self._eval_transform = preset.eval_transform()
+        # On the device once: made per batch, they would be two blocking host-to-device copies a step.
+        self._mean_std = [torch.tensor(values, dtype=torch.float32, device=device) for values in (preset.mean, preset.std)]
         if store.uniform:
             # Small equal-size sets go to the device once; big ones are sliced on the host.
             on_device = device.type == "cuda" and store.images.numel() < 4 * 2**30
@@ -197,7 +199,7 @@ class BatchLoader(EpochOrder):
                 self.store.skipped.append((origin, reason))
 
     def _finish(self, x_0_255: torch.Tensor, y: torch.Tensor):
-        x = self.preset.normalize(x_0_255)
+        x = normalize(x_0_255, *self._mean_std)  # Preset.normalize, with the constants kept on the device
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y

@@ -2,7 +2,7 @@
 
     watch = LossWatch(device, dist)
     watch.start_epoch(epoch)
-    watch.note(step, loss, lr)        # every step; raises TrainingDiverged when it reads a bad flag
+    watch.note(step, loss, lr)        # every step; raises TrainingDiverged when it reads a bad loss
     watch.check()                     # at the end of the epoch, before validation
 
 Only a non-finite *loss* is divergence. An fp16 GradScaler meets inf gradients as a
@@ -16,17 +16,19 @@ from torch import nn
 from ..errors import TrainingDiverged
 from .distributed import Distributed
 
-CHECK_EVERY_STEPS = 50  # on a GPU, reading the flag waits for the queued work; every 50 steps hides that
-NO_STEP = math.inf  # the flag's step while every loss so far was finite
+CHECK_EVERY_STEPS = 50  # on a GPU, reading the losses waits for the queued work; every 50 steps hides that
+NO_STEP = math.inf  # the step of the first bad loss while every loss so far was finite
 
 
 class LossWatch:
-    """Keeps, on the device, the first step of the epoch whose training loss was nan or inf.
+    """Finds the first step of the epoch whose training loss was nan or inf.
 
-    `note` queues a few tiny tensor ops and never waits for the GPU; reading the flag does.
-    So the flag is read every step on one CPU process (free there), and every
-    CHECK_EVERY_STEPS steps on a GPU or across processes, and at the end of each epoch.
-    Either way the step reported is the first bad one, not the one where it was read.
+    On one CPU process reading a loss costs nothing (there is no device to wait for), so each
+    loss is read as it comes and the run stops before that step's backward. On a GPU, or
+    across processes, a read waits for the queued work (or for the other processes): `note`
+    then only copies the loss into a window of CHECK_EVERY_STEPS slots on the device (one
+    tiny copy, no wait), read when it is full and at the end of the epoch. Either way the
+    step reported is the first bad one, not the one where it was read.
     """
 
     def __init__(self, device: torch.device, dist: Distributed):
@@ -36,29 +38,46 @@ class LossWatch:
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch  # 0-based, as the trainer counts
         self.lrs: list[float] = []  # per step, to name the lr of the bad one
-        # [step, loss] in float32 (MPS has no float64): exact for step indices up to 2**24
-        self.first = torch.full((2,), NO_STEP, dtype=torch.float32, device=self.device)
+        self.window = torch.zeros(self.every, device=self.device)  # losses not read yet; unused slots stay 0
+        self.window_start, self.noted = 0, 0  # the 0-based step of the window's first slot; slots filled
 
     def note(self, step: int, loss: torch.Tensor, lr: float) -> None:
-        """Record `loss` of 0-based `step`; read the flag when it is time to."""
+        """Record `loss` of 0-based `step` (steps come in order); read the losses when it is time to."""
         self.lrs.append(lr)
-        loss = loss.detach().float()
-        record = self.first[0].isinf() & ~loss.isfinite()
-        self.first = torch.where(record, torch.stack((torch.full_like(loss, step), loss)), self.first)
-        if (step + 1) % self.every == 0:
+        if self.every == 1:
+            value = loss.item()
+            if not math.isfinite(value):
+                self._diverged(step, value)
+            return
+        self.window[step - self.window_start] = loss.detach()
+        self.noted += 1
+        if self.noted == self.every:
             self.check()
 
     def check(self) -> None:
-        """Raise TrainingDiverged if any process has seen a non-finite loss this epoch (syncs)."""
+        """Raise TrainingDiverged if any process has seen a non-finite loss this epoch (syncs);
+        else start a fresh window."""
         step, value = self._first_across_processes()
         if step != NO_STEP:
-            step = int(step)
-            raise TrainingDiverged("training loss", self.epoch + 1, self.lrs[step], step=step + 1, value=value)
+            self._diverged(int(step), value)
+        self.window.zero_()
+        self.window_start, self.noted = self.window_start + self.noted, 0
+
+    def _diverged(self, step: int, value: float) -> None:
+        raise TrainingDiverged("training loss", self.epoch + 1, self.lrs[step], step=step + 1, value=value)
+
+    def _first_in_window(self) -> torch.Tensor:
+        """[0-based step, loss] of this process's first non-finite loss in the window, or [NO_STEP, 0],
+        in float32 (MPS has no float64): exact for step indices up to 2**24."""
+        bad = ~self.window.isfinite()
+        slot = bad.int().argmax()  # the first bad slot (0 when none is bad)
+        step = torch.where(bad[slot], slot + self.window_start, NO_STEP)
+        return torch.stack((step.float(), torch.where(bad[slot], self.window[slot], 0.0)))
 
     def _first_across_processes(self) -> tuple[float, float]:
-        """The earliest [step, loss] flag of all processes, so that every process stops together."""
+        """The earliest [step, loss] of all processes, so that every process stops together."""
         rows = torch.zeros(self.dist.world_size, 2, device=self.device)
-        rows[self.dist.rank] = self.first
+        rows[self.dist.rank] = self._first_in_window()
         rows = self.dist.sum(rows)  # each process fills only its own row: a gather made of a sum
         step, value = rows[rows[:, 0].argmin()].tolist()
         return step, value

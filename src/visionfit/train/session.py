@@ -25,7 +25,7 @@ from ..config import Config
 from ..cpu_memory import keep_freed_memory
 from ..data.loader import BatchLoader
 from ..data.prepare import PreparedData, default_workers
-from ..devices import resolve_device
+from ..devices import resolve_device, share_cores_with_workers
 from ..errors import ConfigError, ModelError, TrainingDiverged
 from ..files import write_text_atomic
 from ..infer import metrics
@@ -38,6 +38,7 @@ from .distributed import Distributed, init_distributed
 from .ema import WeightAverage
 from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
 from .guards import chance_warning, few_steps_warning
+from .hardware import busy_workers, compiled, use_channels_last
 from .mixing import batch_mixer
 from .multilabel import MultiLabel
 from .report import images_per_class, result_lines, run_summary
@@ -94,17 +95,23 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     config = resolved.config
     frozen = freeze(net, config.model.freeze)
     net = net.to(device)
-    channels_last = device.type == "cuda" if config.train.channels_last is None else config.train.channels_last
+    channels_last = use_channels_last(config.train.channels_last, device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    caching = caching_mode(config, prepared.preset)
+    # The image loaders before the summary, which states the threads their workers leave this process.
+    loaders = None if caching else make_loaders(prepared, config, device, dist, channels_last)
+    threads = share_cores_with_workers(busy_workers(loaders[0]) if loaders else 0)
     if dist.is_main:
-        print(run_summary(resolved, prepared, net, device, channels_last, caching_mode(config, prepared.preset),
-                          frozen), flush=True)
+        print(run_summary(resolved, prepared, net, device, channels_last, caching, frozen, threads), flush=True)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
     started = time.perf_counter()  # caching features is training: it counts, as in epoch 1's images/s
     cached = cache_features_if_useful(net, prepared, config, device, dist)
     optimizer = build_optimizer(optimizer_groups(net, config.train), config.train)
-    loaders = (cached.train, cached.val) if cached else make_loaders(prepared, config, device, dist, channels_last)
+    if cached:
+        loaders = (cached.train, cached.val)
+    elif loaders is None:  # caching gave up (the model does more after its head): images after all
+        loaders = make_loaders(prepared, config, device, dist, channels_last)
     steps_per_epoch = -(-len(loaders[0]) // config.train.accumulate)
     warning = few_steps_warning(steps_per_epoch, len(prepared.train), config, dist.world_size)
     if warning and dist.is_main:
@@ -117,7 +124,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
         start_epoch, history, best = resume_state["epoch"] + 1, resume_state["history"], resume_state["best_score"]
     trained = HeadOnFeatures(net) if cached else net
     ema = _weight_average(trained, config.train.ema, resume_state)
-    trained = torch.compile(trained) if config.train.compile else trained
+    trained = compiled(trained) if config.train.compile else trained
     trained = dist.wrap(trained, device)
 
     # CachingTime first: the callbacks after it print and record the epoch with the caching counted in.
@@ -168,13 +175,17 @@ def _weight_average(trained: nn.Module, decay: float | None, resume_state: dict 
 
 
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, run_dir: Path) -> None:
-    """The checkpoint's optimizer state, when its parameter groups are the ones this run makes."""
+    """The checkpoint's optimizer state, when its parameter groups are the ones this run makes; the
+    update kernels stay this run's (a run resumed on another device keeps fused or foreach right)."""
+    kernels = [{key: group[key] for key in ("foreach", "fused") if key in group} for group in optimizer.param_groups]
     try:
         optimizer.load_state_dict(saved)
     except ValueError as error:  # torch: another number of groups, or groups of other sizes
         raise ConfigError(f"cannot resume {run_dir}: its optimizer state does not match this visionfit's parameter "
                           f"groups ({error}; weight decay now skips biases and norm weights, in groups of their "
                           f"own); start a new run with --weights {run_dir / 'last.safetensors'}") from None
+    for group, chosen in zip(optimizer.param_groups, kernels):
+        group.update(chosen)
 
 
 def _configure_torch(train_cfg) -> None:

@@ -36,22 +36,30 @@ class SingleLabel:
 
 
 class ConfusionTally:
-    """Loss sum and confusion matrix (rows: true class, columns: predicted) over an epoch, on the device."""
+    """Loss sum and confusion matrix (rows: true class, columns: predicted) over an epoch, on the device.
+
+    `add` queues three small ops and never waits for the device: the cells are counted with
+    scatter_add_, since torch.bincount on CUDA reads the labels' min and max back to the host
+    (two syncs a batch).
+    """
 
     def __init__(self, device: torch.device):
         self.device = device
         self.loss_sum = torch.zeros((), device=device)
         self.confusion: torch.Tensor | None = None  # sized from the first batch's logits
+        self.ones: torch.Tensor | None = None  # one count per image, viewed at each batch's length
         self.seen = 0  # images over all processes, known after result()
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor) -> None:
-        """labels: class indices N (for soft targets, the class each image counts as)."""
+        """labels: class indices N (for soft targets, the class each image counts as); loss_sum: detached."""
         classes = logits.shape[1]
         if self.confusion is None:
             self.confusion = torch.zeros(classes * classes, device=self.device, dtype=torch.long)
-        cells = labels.to(torch.long) * classes + logits.argmax(1)
-        self.confusion += torch.bincount(cells, minlength=classes * classes)
-        self.loss_sum += loss_sum.detach().float()
+        if self.ones is None or len(self.ones) < len(labels):
+            self.ones = torch.ones(len(labels), device=self.device, dtype=torch.long)
+        cells = logits.argmax(1).add_(labels, alpha=classes)  # true * classes + predicted
+        self.confusion.scatter_add_(0, cells, self.ones[: len(labels)])
+        self.loss_sum += loss_sum
 
     def result(self, dist: Distributed | None = None) -> dict:
         """Summed over processes (every rank must call it), then the epoch's metrics."""

@@ -33,7 +33,7 @@ class Trainer:
         self.mixer = mixer or Unmixed()
         self.ema = ema  # a WeightAverage, or None
         self.amp_dtype = amp_dtype(train_cfg.amp, device)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = loss_scaler(self.amp_dtype, device)
         self.loss_watch = LossWatch(device, self.dist)
         self.history: list[dict] = []
         self.epoch = 0
@@ -74,10 +74,10 @@ class Trainer:
                     logits = self.model(x)
                     loss = self.task.train_loss(logits, targets)
                 self.loss_watch.note(step, loss, self.optimizer.param_groups[-1]["lr"])
-                self.scaler.scale(loss / self.cfg.accumulate).backward()
+                self.scaler.scale(loss / self.cfg.accumulate if self.cfg.accumulate > 1 else loss).backward()
             if last_of_group:
                 self._optimizer_step()
-            tally.add(logits.detach(), labels, loss.detach() * len(y))
+            tally.add(logits, labels, loss.detach() * len(y))
             self._emit("on_batch_end", step, loss)
         self.loss_watch.check()
         metrics = tally.result(self.dist)
@@ -131,6 +131,11 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
         return torch.float16
     return torch.bfloat16
+
+
+def loss_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 only: bf16 has fp32's exponent range, and fp32 needs none."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
 def set_train_mode(model: nn.Module) -> None:
