@@ -119,12 +119,11 @@ def test_fit_accepts_an_nn_module(tiny_splits, tmp_path):
 
 
 def test_fit_of_a_module_the_file_cannot_rebuild_ends_with_its_best_weights(tiny_splits, tmp_path):
-    # torchvision's ResNet(block, layers): the file names its class but not the arguments it was built with.
-    import torchvision
-    net = torchvision.models.resnet18(num_classes=3)
-    net.conv1 = torch.nn.Conv2d(1, 64, 3, 1, 1, bias=False)
-    net.maxpool = torch.nn.Identity()
-    result = visionfit.fit(net, tiny_splits, project=str(tmp_path), **FAST)
+    # torchvision's ShuffleNetV2(stages_repeats, stages_out_channels): the file names its class but
+    # not the arguments it was built with (as for ResNet(block, layers)).
+    from torchvision.models import ShuffleNetV2
+    net = ShuffleNetV2([1, 1, 1], [8, 8, 16, 32, 64], num_classes=3)
+    result = visionfit.fit(net, tiny_splits, project=str(tmp_path), channels=3, **FAST)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["best_epoch"] == result.best_epoch and (result.run_dir / "MODEL_CARD.md").is_file()
 
