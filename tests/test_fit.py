@@ -163,6 +163,8 @@ def test_a_photo_run_records_its_presize_and_resumes_with_it(tmp_path, capsys):
     assert recorded["data"]["presize"] == 20 and recorded["resolved"]["input"]["presize"] == 20
     resumed = visionfit.fit(resume=str(result.run_dir), epochs=2)
     assert resumed.resolved.plan.presize == 20 and [row["epoch"] for row in resumed.history] == [1, 2]
+    said = capsys.readouterr().out  # the same files and presize: the store comes from the disk cache
+    assert "training images stored at 20x20 (presize), read from the disk cache; random resized crop" in said
     # A record from before the presize existed still loads, and trains on whole photos as that run did.
     old = resumed.resolved.record()
     del old["resolved"]["input"]["presize"]

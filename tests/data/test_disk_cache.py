@@ -78,6 +78,7 @@ def test_a_hit_returns_the_decoded_pixels_labels_origin_and_skipped_files(tmp_pa
     assert again.origin == first.origin and len(again.skipped) == 1
     assert again.skipped == first.skipped and again.skipped[0][0].endswith("broken.png")
     assert again.eval_ready is False
+    assert (first.from_disk_cache, again.from_disk_cache) == (False, True)
 
 
 def test_writing_into_a_hit_changes_neither_the_entry_nor_a_later_hit(tmp_path, cache):

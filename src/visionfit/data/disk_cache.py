@@ -162,7 +162,8 @@ def _read_entry(entry: Path, samples: Samples, spec: dict) -> ImageStore:
     # changes this process's copy only (a read-only map would crash it; torch warns on one).
     pixels = np.memmap(entry / PIXELS, dtype=np.uint8, mode="c", shape=shape)
     return ImageStore(torch.from_numpy(pixels), torch.from_numpy(labels), [samples.origin[i] for i in kept],
-                      [(samples.origin[row], reason) for row, reason in skipped], meta["eval_ready"])
+                      [(samples.origin[row], reason) for row, reason in skipped], meta["eval_ready"],
+                      from_disk_cache=True)
 
 
 def _require_at_most(path: Path, limit: int) -> None:

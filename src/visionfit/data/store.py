@@ -40,6 +40,7 @@ class ImageStore:
     origin: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     eval_ready: bool = False  # images already went through the preset's eval pipeline
+    from_disk_cache: bool = False  # read from data/disk_cache.py's entry, not decoded by this run
 
     @property
     def uniform(self) -> bool:

@@ -115,6 +115,8 @@ def training_storage(resolved: Resolved, prepared) -> str:
         kept += f" at {plan.presize}x{plan.presize} (presize)"
     else:
         kept += f" whole, the shorter side at most {plan.store_side} px"
+    if train.from_disk_cache:
+        kept += ", read from the disk cache"
     ops = preset.random_ops()
     if not ops:
         return f"training images {kept}; no random augmentation"
