@@ -18,7 +18,7 @@ from visionfit.data.disk_cache import DiskCache, cache_folder, cached_store, dis
 from visionfit.data.prepare import eval_store
 from visionfit.data.samples import DatasetSplits, Samples
 from visionfit.data.scan import with_scan
-from visionfit.data.store import build_store
+from visionfit.data.store import build_store, channel_stats
 from visionfit.errors import ConfigError
 
 from tests.conftest import make_preset
@@ -275,3 +275,21 @@ def test_a_second_prepare_data_decodes_nothing_even_with_other_augmentation(tmp_
     first, again = stores
     assert torch.equal(again.train.images, first.train.images) and torch.equal(again.val.images, first.val.images)
     assert again.preset.preprocess == first.preset.preprocess  # statistics measured on the cached pixels
+
+
+def test_a_second_prepare_data_recalls_the_training_statistics(tmp_path, cache, monkeypatch, caplog):
+    train = photo_samples(tmp_path / "train", broken=False)
+    splits = DatasetSplits("photos", ["0", "1"], train)
+    measured = []
+    monkeypatch.setattr(prepare, "channel_stats", lambda store: measured.append(1) or channel_stats(store))
+    data_cfg = Config.from_options(image_size=8, workers=1).data
+    plan = plan_input(data_cfg, train, natural_size=8)
+    runs = [prepare.prepare_data(data_cfg, splits, plan) for _ in range(2)]
+    assert len(measured) == 1 and runs[1].train.from_disk_cache
+    assert runs[1].preset.preprocess == runs[0].preset.preprocess
+    stats = runs[1].train.cache_entry / disk_cache.STATS
+    stats.write_text('{"mean": [0.5, 7.0, 0.5], "std": [0.1, 0.1, 0.1]}')  # a file is data: 7 is no pixel mean
+    again = prepare.prepare_data(data_cfg, splits, plan)
+    assert len(measured) == 2 and again.preset.preprocess == runs[0].preset.preprocess
+    assert "statistics" in caplog.text and "unusable" in caplog.text
+    assert json.loads(stats.read_text())["mean"] != [0.5, 7.0, 0.5]  # measured and kept again

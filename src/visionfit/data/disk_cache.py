@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 CACHE_VARIABLE = "VISIONFIT_CACHE"
 STORE_FORMAT = 1  # of an entry's files; part of the key, so a new layout never reads an old one
-PIXELS, LABELS, META = "pixels.u8", "labels.npy", "meta.json"
+PIXELS, LABELS, META, STATS = "pixels.u8", "labels.npy", "meta.json", "stats.json"
+STATS_BYTES = 4096  # two lists of at most 3 numbers
 TEMPORARY_PREFIX = ".tmp-"
 STALE_TEMPORARY_S = 3600  # a temporary folder this old belongs to a killed run (a write takes seconds)
 GB = 10**9
@@ -163,7 +164,7 @@ def _read_entry(entry: Path, samples: Samples, spec: dict) -> ImageStore:
     pixels = np.memmap(entry / PIXELS, dtype=np.uint8, mode="c", shape=shape)
     return ImageStore(torch.from_numpy(pixels), torch.from_numpy(labels), [samples.origin[i] for i in kept],
                       [(samples.origin[row], reason) for row, reason in skipped], meta["eval_ready"],
-                      from_disk_cache=True)
+                      from_disk_cache=True, cache_entry=entry)
 
 
 def _require_at_most(path: Path, limit: int) -> None:
@@ -218,6 +219,7 @@ def _write_entry(cache: DiskCache, key: str, store: ImageStore, samples: Samples
             if not (cache.folder / key / META).is_file():
                 raise
             # another run wrote the same entry first: same key, same pixels; keep theirs
+        store.cache_entry = cache.folder / key
         _evict(cache, keep=key)
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or error
@@ -291,3 +293,41 @@ def _is_key(name: str) -> bool:
 
 def _folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+
+
+def recalled_stats(store: ImageStore) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The (mean, std) a run measured on this store's entry before (remember_stats), or None.
+    Checked as data: a malformed stats.json is removed and the statistics measured again."""
+    path = store.cache_entry / STATS if store.cache_entry is not None else None
+    if path is None or not path.is_file():
+        return None
+    channels = store.images.shape[1]
+    try:
+        _require_at_most(path, STATS_BYTES)
+        values = json.loads(path.read_text(encoding="utf-8"))
+        mean, std = values["mean"], values["std"]
+        if not all(isinstance(v, list) and len(v) == channels and all(_unit_number(x) for x in v) for v in (mean, std)):
+            raise _Unusable(f"its mean and std are not {channels} numbers in [0, 1] each")
+    except (_Unusable, OSError, ValueError, KeyError, TypeError) as why:
+        log.warning("the disk cache's statistics %s are unusable (%s): removed; measuring again", path, why)
+        path.unlink(missing_ok=True)
+        return None
+    return tuple(float(x) for x in mean), tuple(float(x) for x in std)
+
+
+def remember_stats(store: ImageStore, mean, std) -> None:
+    """Keep the statistics measured on a cached store beside its entry (atomically), so the next
+    run on the same files skips that pass too. A store without an entry keeps nothing."""
+    if store.cache_entry is None:
+        return
+    temporary = store.cache_entry / f"{TEMPORARY_PREFIX}{STATS}-{secrets.token_hex(4)}"
+    try:
+        temporary.write_text(json.dumps({"mean": list(mean), "std": list(std)}), encoding="utf-8")
+        os.replace(temporary, store.cache_entry / STATS)
+    except OSError as error:
+        log.info("could not keep the statistics in the disk cache (%s)", error)
+        temporary.unlink(missing_ok=True)
+
+
+def _unit_number(value) -> bool:
+    return type(value) in (int, float) and 0.0 <= value <= 1.0

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .disk_cache import cached_store, disk_cache_for
+from .disk_cache import cached_store, disk_cache_for, recalled_stats, remember_stats
 from .gpu_decode import decodes_on_gpu, gpu_store
 from .memory import settle_cache
 from .plan import DEFAULT_INTERPOLATION, InputPlan
@@ -78,7 +78,7 @@ def prepare_data(data_cfg, splits: DatasetSplits, plan: InputPlan, device: torch
     cache, note = settle_cache(data_cfg.cache, splits, plan)
     data_cfg = dataclasses.replace(data_cfg, cache=cache)
     train = _train_store(data_cfg, splits.train, plan, workers, device)
-    mean, std = plan.stats or _measured_stats(train, plan.channels)
+    mean, std = plan.stats or _train_stats(train, plan.channels)
     preset = plan.preset(mean, std)
     val, test = (None if s is None else eval_store(data_cfg, s, preset, workers, label)
                  for s, label in ((splits.val, "val"), (splits.test, "test")))
@@ -141,6 +141,16 @@ class _ResizeTo:
         if pixels.shape[:2] == self.height_width:
             return pixels
         return pil_resize(pixels, self.height_width, DEFAULT_INTERPOLATION)
+
+
+def _train_stats(train: ImageStore, channels: int):
+    """The training store's (mean, std): recalled from its disk-cache entry, else measured (and kept there)."""
+    recalled = recalled_stats(train)
+    if recalled is not None:
+        return recalled
+    mean, std = _measured_stats(train, channels)
+    remember_stats(train, mean, std)
+    return mean, std
 
 
 def _measured_stats(train: ImageStore, channels: int):

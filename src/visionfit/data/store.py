@@ -7,6 +7,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -41,6 +42,7 @@ class ImageStore:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     eval_ready: bool = False  # images already went through the preset's eval pipeline
     from_disk_cache: bool = False  # read from data/disk_cache.py's entry, not decoded by this run
+    cache_entry: Path | None = None  # that entry's folder, when the store has one (hit or written)
 
     @property
     def uniform(self) -> bool:
