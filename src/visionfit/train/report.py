@@ -128,8 +128,9 @@ def training_storage(resolved: Resolved, prepared, device: torch.device = torch.
 def augmentation_text(resolved: Resolved, prepared, caching: str | None = None,
                       device: torch.device = torch.device("cpu")) -> str:
     """'medium: pad 3 + random crop, TrivialAugmentWide, erasing p 0.1', and when an op only runs
-    image by image on images that could go batched off a CUDA device, that training takes the slower path; with a
-    frozen backbone, whether its features are cached, or what training on images costs."""
+    image by image on images that could go batched, and the device is no GPU (where it runs on the
+    device batch), that training takes the slower path; with a frozen backbone, whether its
+    features are cached, or what training on images costs."""
     preset = resolved.preset
     if frozen_backbone_default(resolved) and (caching, preset.random_ops()) in FROZEN_VIEWS:
         seen, cached = FROZEN_VIEWS[caching, preset.random_ops()]
@@ -138,7 +139,7 @@ def augmentation_text(resolved: Resolved, prepared, caching: str | None = None,
     if preset.per_sample_ops and prepared.train.uniform and not colour_on_device_by_default(device):
         workers = default_workers(resolved.config.data.workers)
         text += (f"; per image in {workers} DataLoader worker{'s' if workers != 1 else ''} (TrivialAugment, "
-                 "RandAugment and colour jitter do not run on the batched on-device path)")
+                 "RandAugment and colour jitter run on the device batch on a GPU only)")
     cost = uncached_cost(resolved.config, preset)
     return text + _caching_text(caching) + (f"; {cost}" if cost else "")
 
