@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from torch.utils.data import WeightedRandomSampler
@@ -160,3 +162,69 @@ def test_batch_loader_and_feature_loader_draw_balanced_batches():
     for loader in (images, features):
         seen = torch.cat([y for _, y in loader])
         assert len(seen) == 100 and torch.bincount(seen, minlength=3).min() >= 15  # shuffle: one of class 2
+
+
+def colour_preset(strength, erasing=0.0, **geometry):
+    """3-channel pixels back as 0..255 (mean 0, std 1/255), colour jitter `strength`, erasing p."""
+    values = dict(size=8, channels=3, mean=(0.0,) * 3, std=(1 / 255,) * 3, small=True)
+    return dataclasses.replace(make_preset(**{**values, **geometry}), color_jitter=strength, erasing=erasing)
+
+
+def colour_store(n=12, side=8):
+    images = torch.randint(40, 216, (n, 3, side, side), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    return ImageStore(images, torch.arange(n) % 3, [str(i) for i in range(n)])
+
+
+def device_colour_loader(preset, seed=4, batch_size=5):
+    """The CUDA path (per-image colour ops on the device batch) taken on the CPU through its seam."""
+    return BatchLoader(colour_store(), preset, batch_size=batch_size, train=True, device=CPU, seed=seed,
+                       colour_on_device=True)
+
+
+def test_colour_ops_on_the_device_keep_the_batch_batched_whole_pixels_and_shapes():
+    loader = device_colour_loader(colour_preset(0.4, erasing=0.5, flip=True, pad=1))
+    assert loader.batched
+    assert not BatchLoader(colour_store(), colour_preset(0.4), batch_size=5, train=True, device=CPU).batched
+    batches = list(loader)
+    assert [tuple(x.shape) for x, _ in batches] == [(5, 3, 8, 8), (5, 3, 8, 8), (2, 3, 8, 8)]
+    x = torch.cat([x for x, _ in batches])
+    assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 255
+    assert torch.allclose(x, x.round(), atol=1e-3)  # uint8 through the colour ops, as in the workers
+
+
+def test_device_colour_draws_repeat_within_an_epoch_change_with_the_next_and_leave_torchs_rng_alone():
+    loader = device_colour_loader(colour_preset(0.4))  # colour only: what differs is the colour draws
+
+    def in_store_order():
+        rng_before = torch.get_rng_state()
+        x = torch.cat([x for x, _ in loader])
+        assert torch.equal(torch.get_rng_state(), rng_before)
+        ordered = torch.empty_like(x)
+        ordered[loader.indices()] = x
+        return ordered
+
+    first = in_store_order()
+    torch.rand(7)  # the model draws from torch's generator between epochs (dropout, ...)
+    assert torch.equal(in_store_order(), first)
+    loader.set_epoch(1)
+    assert not torch.equal(in_store_order(), first)
+
+
+def test_colour_jitter_really_runs_on_the_device_path():
+    store = colour_store()
+    plain, jittered = (device_colour_loader(colour_preset(strength), batch_size=12) for strength in (0.0, 1.0))
+    (x_plain, _), = list(plain)
+    (x_jittered, _), = list(jittered)
+    assert torch.allclose(x_plain, store.images[plain.indices()].float(), atol=1e-3)  # strength 0: no op, no geometry
+    brightness = x_jittered.mean(dim=(1, 2, 3)) / x_plain.mean(dim=(1, 2, 3))
+    assert (brightness - 1).abs().gt(0.05).float().mean() > 0.8 and brightness.std() > 0.1
+
+
+def test_erasing_follows_the_colour_ops_as_in_train_transform():
+    """Erasing draws after the colour ops on the device generator, so p 1 and p 0 see the same jittered
+    images; the erased boxes hold exactly the fill (0 here): had the colour ops run after, they would not."""
+    (kept, _), = list(device_colour_loader(colour_preset(1.0, erasing=0.0, pad=1), batch_size=12))
+    (erased, _), = list(device_colour_loader(colour_preset(1.0, erasing=1.0, pad=1), batch_size=12))
+    changed = erased != kept
+    assert changed.flatten(1).any(1).float().mean() > 0.8
+    assert torch.all(erased[changed] == 0)

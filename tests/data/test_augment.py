@@ -106,6 +106,22 @@ def test_per_image_ops_send_training_through_the_per_sample_path_and_eval_stays_
     assert shapes == [(5, 1, 32, 32), (5, 1, 32, 32), (2, 1, 32, 32)]
 
 
+@pytest.mark.parametrize("level", ["medium", "strong"])
+def test_on_a_gpu_the_per_image_policies_run_on_the_batch_there(level):
+    """TrivialAugmentWide and RandAugment (torchvision's, every op of theirs) on the device batch:
+    the CUDA default of colour_on_device, taken on the CPU."""
+    store = ImageStore(torch.randint(0, 255, (12, 1, 32, 32), dtype=torch.uint8), torch.arange(12) % 3,
+                       [str(i) for i in range(12)])
+    loader = BatchLoader(store, preset_at(level), batch_size=12, train=True, device=CPU, seed=0, colour_on_device=True)
+    assert loader.batched
+    (x, _), = list(loader)
+    pixels = x * 0.25 + 0.5  # back to 0..1
+    assert x.shape == (12, 1, 32, 32) and pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6
+    # light draws the same crops from the same seed: what differs is the policy's (and erasing's) work.
+    (cropped, _), = list(BatchLoader(store, preset_at("light"), batch_size=12, train=True, device=CPU, seed=0))
+    assert (x - cropped).abs().flatten(1).amax(1).gt(0.1).float().mean() > 0.5
+
+
 def test_photos_at_none_train_on_their_eval_view():
     photos = ImageStore(torch.randint(0, 255, (6, 1, 120, 100), dtype=torch.uint8), torch.arange(6) % 2,
                         [str(i) for i in range(6)])

@@ -11,7 +11,7 @@ from PIL import Image
 from visionfit.cli import main
 from visionfit.config import Config
 from visionfit.resolve import RecipeChoice, resolve_recipe
-from visionfit.train.report import augmentation_text, class_counts, recipe_text
+from visionfit.train.report import augmentation_text, class_counts, recipe_text, training_storage
 
 from ..conftest import make_preset, pattern_images, train_config
 
@@ -78,6 +78,24 @@ def test_a_frozen_backbone_s_default_photo_view_is_said_to_cache_both_orientatio
                                "plan": SimpleNamespace(augment="light")})
     assert augmentation_text(asked, None, "mirrored") == (
         "light: flip; the head trains on cached backbone features of each image and its mirror")
+
+
+def test_the_summary_says_where_per_image_colour_ops_run_on_each_device():
+    """Equal-size images with colour jitter: DataLoader workers on the CPU, the device batch on a GPU
+    (data/loader.py's colour_on_device default)."""
+    config, recipe = resolve_recipe(Config.from_options())
+    jitter = dataclasses.replace(make_preset(8, 3, (0.5,) * 3, (0.25,) * 3, small=True, pad=1), color_jitter=0.4)
+    plan = SimpleNamespace(small=True, store_shape=(8, 8), augment="strong")
+    resolved = SimpleNamespace(config=config, recipe=recipe, preset=jitter, plan=plan)
+    prepared = SimpleNamespace(train=SimpleNamespace(images=torch.zeros(2, 3, 8, 8), uniform=True,
+                                                     from_disk_cache=False))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_storage(resolved, prepared, cpu) == (
+        "training images stored at 8x8; random crop + colour jitter per image in DataLoader workers")
+    assert training_storage(resolved, prepared, cuda) == (
+        "training images stored at 8x8; random crop + colour jitter on the device")
+    assert "DataLoader worker" in augmentation_text(resolved, prepared, None, cpu)
+    assert augmentation_text(resolved, prepared, None, cuda) == "strong: pad 1 + random crop, colour jitter 0.4"
 
 
 def test_many_classes_are_summarised_not_listed():

@@ -2,6 +2,7 @@
 
     parts = AUGMENT_LEVELS["medium"]       # auto_augment "trivial", erasing 0.1, ...
     ops = colour_ops(preset)               # torchvision v2 transforms, per image
+    x = per_image(x_uint8, v2.Compose(ops), seed)  # ... on a batch already on the device
     x = random_erasing(x, 0.25, fill, generator)   # batched, drawn as v2.RandomErasing draws
 
 Per level, photos | small images (at most 64 px a side: digits, CIFAR):
@@ -16,7 +17,8 @@ Per level, photos | small images (at most 64 px a side: digits, CIFAR):
           rand-m9, color_jitter 0.4, reprob 0.25.
 --flip, --pad and --rotation override their parts of any level. Crop, flip, rotation and
 erasing run batched on the device; TrivialAugment, RandAugment and colour jitter draw per
-image (torchvision's own), so a run that uses them feeds training through DataLoader workers.
+image (torchvision's own): on a CUDA device the loader runs them image by image on the batch
+there (`per_image`), elsewhere a run that uses them feeds training through DataLoader workers.
 """
 import math
 
@@ -48,6 +50,21 @@ def colour_ops(auto_augment: str | None, color_jitter: float, interpolation) -> 
     if color_jitter:
         ops.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
     return ops
+
+
+def per_image(x_uint8: torch.Tensor, transform, seed: int) -> torch.Tensor:
+    """`transform` (colour_ops, composed) on each image of a uint8 N x C x H x W batch where it lies.
+
+    torchvision's v2 transforms draw their parameters from torch's global CPU generator: it is
+    set to `seed` for the batch and restored after, so the draws repeat with the seed (a resumed
+    run sees the same images) and the caller's random stream is left as it was.
+    Image by image on a GPU is fine: each op is a few small elementwise kernels on an image that
+    is already there (no host decode, no copy, no worker processes), launched while the model's
+    previous step still runs.
+    """
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only: the ops draw nothing on the GPU
+        torch.default_generator.manual_seed(seed)
+        return torch.stack([transform(image) for image in x_uint8])
 
 
 def erasing_fill(mean: tuple[float, ...]) -> list[int]:

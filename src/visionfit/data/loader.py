@@ -5,8 +5,9 @@ Two paths, one preset:
     batches are sliced from it, moved to the device and augmented there as a whole
     (airbench's data-on-device design);
   - stores of differently sized or lazily decoded images, and training with an op that only
-    runs per image (TrivialAugment, RandAugment, colour jitter), go through a DataLoader whose
-    workers run the preset's per-sample torchvision v2 transforms.
+    runs per image (TrivialAugment, RandAugment, colour jitter) off a CUDA device, go through a
+    DataLoader whose workers run the preset's per-sample torchvision v2 transforms. On a CUDA
+    device those ops run image by image on the batch there instead (colour_on_device).
 Shuffling and augmentation are seeded by (seed, epoch), so a resumed run sees the same
 batches an uninterrupted one would have.
 """
@@ -18,10 +19,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
+from .augment import per_image
 from .store import ImageStore
 from .transforms import Preset, normalize
 
 log = logging.getLogger(__name__)
+
+
+def colour_on_device_by_default(device: torch.device) -> bool:
+    """Whether per-image colour ops run on the device batch: on a GPU, yes (nothing else keeps it
+    busy); on a CPU the DataLoader workers run them in parallel to the model, which the device
+    path would only do in series."""
+    return torch.device(device).type == "cuda"
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -92,6 +101,8 @@ class BatchLoader(EpochOrder):
 
     train=True shuffles (or, with sampler="balanced", draws class-balanced) and augments;
     train=False keeps order and applies the eval pipeline. Order and sharding come from EpochOrder.
+    colour_on_device: run the preset's per-image ops (TrivialAugment, RandAugment, colour jitter)
+    on the batch on the device, so that an equal-size store stays batched; None: on a CUDA device.
     """
 
     def __init__(
@@ -107,6 +118,7 @@ class BatchLoader(EpochOrder):
         world_size: int = 1,
         channels_last: bool = False,
         sampler: str = "shuffle",
+        colour_on_device: bool | None = None,
     ):
         super().__init__(len(store), batch_size, train, seed, rank, world_size, sampler, store.labels)
         if train and preset.train_starts_from_eval_view and not store.eval_ready:
@@ -116,6 +128,9 @@ class BatchLoader(EpochOrder):
         self.workers, self.channels_last = workers, channels_last
         self._ragged_loader = None
         self._eval_transform = preset.eval_transform()
+        if colour_on_device is None:
+            colour_on_device = colour_on_device_by_default(device)
+        self._colour = preset.colour_transform() if train and colour_on_device else None
         # On the device once: made per batch, they would be two blocking host-to-device copies a step.
         self._mean_std = [torch.tensor(values, dtype=torch.float32, device=device) for values in (preset.mean, preset.std)]
         if store.uniform:
@@ -132,12 +147,17 @@ class BatchLoader(EpochOrder):
 
     @property
     def batched(self) -> bool:
-        """Whether batches are sliced and augmented whole (equal-size images, and no augmentation
-        that only runs per image); otherwise DataLoader workers run the per-sample transforms."""
-        return self.store.uniform and not (self.train and self.preset.per_sample_ops)
+        """Whether batches are sliced and augmented on the device (equal-size images, and no
+        augmentation that only runs per image unless it runs there too); otherwise DataLoader
+        workers run the per-sample transforms."""
+        per_image_in_workers = self.train and self.preset.per_sample_ops and self._colour is None
+        return self.store.uniform and not per_image_in_workers
 
     def _iter_uniform(self):
-        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, self.epoch, self.rank))
+        seed = epoch_seed(self.seed, self.epoch, self.rank)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        # The per-image ops draw on the CPU: one seed a batch from a CPU twin (no device read-back).
+        colour_seeds = torch.Generator().manual_seed(seed)
         order = self.indices().to(self.images.device)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
@@ -149,9 +169,18 @@ class BatchLoader(EpochOrder):
                 x = torch.stack([self._eval_transform(image) for image in x.cpu()])
             x = x.to(self.device, non_blocking=True)
             y = self.labels[index].to(self.device, non_blocking=True)
-            if self.train:
+            if self.train and self._colour is not None:
+                x = self._augment_with_colour(x, generator, int(torch.randint(2**62, (), generator=colour_seeds)))
+            elif self.train:
                 x = self.preset.augment_batch(x, generator)
             yield self._finish(x, y)
+
+    def _augment_with_colour(self, x_uint8: torch.Tensor, generator: torch.Generator, seed: int) -> torch.Tensor:
+        """train_transform's order on the device batch: crop, flip, rotation (batched), the colour
+        ops (per image, on uint8 as in the workers), erasing (batched)."""
+        x = self.preset.geometry_batch(x_uint8, generator)
+        x = per_image(x.round().clamp(0, 255).to(torch.uint8), self._colour, seed)
+        return self.preset.erase_batch(x.float(), generator)
 
     def _iter_ragged(self):
         if self._ragged_loader is None:

@@ -6,7 +6,9 @@ augmentation strengths. It yields
   - `train_transform()`: per-sample torchvision.transforms.v2 augmentation, for stores whose
     images differ in size or are decoded on access, and for ops that only run per image, and
   - `augment_batch`, the same augmentations on a whole uint8 N x C x H x W batch on the
-    training device, for stores of equal-size images (MNIST, CIFAR, resized sets).
+    training device, for stores of equal-size images (MNIST, CIFAR, resized sets), less the
+    per-image colour ops (`colour_transform`), which the loader runs between its
+    `geometry_batch` and `erase_batch` halves on a CUDA device.
 Normalisation happens once, on the device, in `normalize`.
 """
 import math
@@ -116,7 +118,8 @@ class Preset:
     @property
     def per_sample_ops(self) -> bool:
         """True when training uses an op that only runs image by image (TrivialAugment,
-        RandAugment, colour jitter): augment_batch cannot run it, DataLoader workers do."""
+        RandAugment, colour jitter): augment_batch cannot run it; the loader runs it image by
+        image on a CUDA device, DataLoader workers do elsewhere."""
         return self.auto_augment is not None or bool(self.color_jitter)
 
     @property
@@ -133,9 +136,22 @@ class Preset:
 
         Returns float32 0..255 values at size x size (normalize() scales them), so that
         bilinear resampling happens once, on the device the batch lives on. Ops that only run
-        per image (per_sample_ops) are not here: the loader feeds such runs through train_transform.
+        per image (per_sample_ops) are not here: the loader runs them between geometry_batch
+        and erase_batch (on a CUDA device) or feeds such runs through train_transform.
         Photos without a resized crop arrive as their eval view (train_starts_from_eval_view).
         """
+        return self.erase_batch(self.geometry_batch(x_uint8, generator), generator)
+
+    def colour_transform(self):
+        """The per-image ops of training (TrivialAugmentWide, RandAugment, colour jitter), the same
+        colour_ops train_transform runs, as one transform of uint8 C x H x W; None when there are none."""
+        from torchvision.transforms import InterpolationMode, v2
+
+        ops = colour_ops(self.auto_augment, self.color_jitter, InterpolationMode(self.preprocess.interpolation))
+        return v2.Compose(ops) if ops else None
+
+    def geometry_batch(self, x_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """augment_batch's crop, flip and rotation (train_transform's first steps): float32 0..255, size x size."""
         x = x_uint8.float()
         resampled = not self.small and self.resized_crop
         if self.small:
@@ -154,6 +170,10 @@ class Preset:
         if resampled or self.flip or self.rotation:
             grid = F.affine_grid(theta, [len(x), x.shape[1], self.size, self.size], align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return x
+
+    def erase_batch(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """augment_batch's last step, random erasing (train_transform's last step too)."""
         if self.erasing:
             x = random_erasing(x, self.erasing, erasing_fill(self.mean), generator)
         return x

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..data.augment import describe as describe_augmentation
+from ..data.loader import colour_on_device_by_default
 from ..data.prepare import default_workers
 from ..data.store import LazyImages
 from ..infer.summary import human, summary
@@ -44,9 +45,9 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
         f"{val:,} validation{f', {test:,} test' if test else ''} images",
         f"  classes: {class_counts(resolved.class_names, prepared.train.labels)}",
         f"  input:   {resolved.preset.size}x{resolved.preset.size}, {resolved.preset.preprocess.summary()}",
-        f"           {training_storage(resolved, prepared)}",
+        f"           {training_storage(resolved, prepared, device)}",
         *(f"           {note}" for note in resolved.notes),
-        f"  augment: {augmentation_text(resolved, prepared, caching)}",
+        f"  augment: {augmentation_text(resolved, prepared, caching, device)}",
         f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
         f"  device:  {device}, {PRECISION_NAMES[amp_dtype(config.train.amp, device)]}, "
         f"channels_last {'on' if channels_last else 'off'}{f', {threads}' if threads else ''}",
@@ -102,7 +103,7 @@ def _skeleton(spec) -> nn.Module:
         return spec.build()
 
 
-def training_storage(resolved: Resolved, prepared) -> str:
+def training_storage(resolved: Resolved, prepared, device: torch.device = torch.device("cpu")) -> str:
     """'training images stored at 258x258 (presize); random resized crop + flip on the device':
     how the training images are kept, and where their augmentation runs (data/loader.py's two paths)."""
     plan, preset, train = resolved.plan, resolved.preset, prepared.train
@@ -120,23 +121,25 @@ def training_storage(resolved: Resolved, prepared) -> str:
     ops = preset.random_ops()
     if not ops:
         return f"training images {kept}; no random augmentation"
-    batched = train.uniform and not preset.per_sample_ops
+    batched = train.uniform and (not preset.per_sample_ops or colour_on_device_by_default(device))
     return f"training images {kept}; {' + '.join(ops)} {'on the device' if batched else 'per image in DataLoader workers'}"
 
 
-def augmentation_text(resolved: Resolved, prepared, caching: str | None = None) -> str:
+def augmentation_text(resolved: Resolved, prepared, caching: str | None = None,
+                      device: torch.device = torch.device("cpu")) -> str:
     """'medium: pad 3 + random crop, TrivialAugmentWide, erasing p 0.1', and when an op only runs
-    image by image on images that could go batched, that training takes the slower path; with a
-    frozen backbone, whether its features are cached, or what training on images costs."""
+    image by image on images that could go batched, and the device is no GPU (where it runs on the
+    device batch), that training takes the slower path; with a frozen backbone, whether its
+    features are cached, or what training on images costs."""
     preset = resolved.preset
     if frozen_backbone_default(resolved) and (caching, preset.random_ops()) in FROZEN_VIEWS:
         seen, cached = FROZEN_VIEWS[caching, preset.random_ops()]
         return f"{seen} (frozen backbone: {cached}; --augment light to train on random crops instead)"
     text = f"{resolved.plan.augment}: {describe_augmentation(preset)}"
-    if preset.per_sample_ops and prepared.train.uniform:
+    if preset.per_sample_ops and prepared.train.uniform and not colour_on_device_by_default(device):
         workers = default_workers(resolved.config.data.workers)
         text += (f"; per image in {workers} DataLoader worker{'s' if workers != 1 else ''} (TrivialAugment, "
-                 "RandAugment and colour jitter do not run on the batched on-device path)")
+                 "RandAugment and colour jitter run on the device batch on a GPU only)")
     cost = uncached_cost(resolved.config, preset)
     return text + _caching_text(caching) + (f"; {cost}" if cost else "")
 
