@@ -27,7 +27,7 @@ import onnxruntime
 import visionfit
 from visionfit.data.embedded import load_embedded
 from visionfit.data.samples import UNLABELLED, Samples
-from visionfit.infer.runner import decode_max_side, decode_sample, eval_pixels, load_classifier
+from visionfit.infer.runner import decode_sample, eval_pixels, load_classifier
 
 DIGITS = 500
 MODELS = {  # name -> fit() options; both train on the bundled MNIST sample
@@ -92,8 +92,8 @@ def export_cases(work: Path, opsets: list[int]) -> list[dict]:
 def model_inputs(classifier, digits: Samples) -> np.ndarray:
     """The digits as the exported graph takes them: float N x C x H x W, through predict's own eval pipeline."""
     preset = classifier.preset
-    decoded = [decode_sample(digits, i, preset.channels, decode_max_side(preset)) for i in range(len(digits))]
-    return preset.normalize(eval_pixels(preset, decoded)).numpy()
+    decoded = [decode_sample(digits, i, preset) for i in range(len(digits))]
+    return preset.normalize(eval_pixels(decoded)).numpy()
 
 
 def case(model: str, opset: int, path, inputs: Path, expected: list[int]) -> dict:
