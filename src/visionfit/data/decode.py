@@ -191,6 +191,12 @@ def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
     return luma.astype(np.uint8)
 
 
+def spread_picks(count: int, limit: int) -> np.ndarray:
+    """Up to `limit` indices spread evenly over range(count), first and last included: a sample
+    of a file list that sources build class by class, so every class is looked at."""
+    return np.unique(np.linspace(0, count - 1, num=min(limit, count)).round().astype(int))
+
+
 def guess_channels(paths: list[str | Path], limit: int = 64) -> int:
     """1 when every sampled image is grey, else 3: the default for --channels.
 
@@ -200,7 +206,7 @@ def guess_channels(paths: list[str | Path], limit: int = 64) -> int:
     """
     if not paths:
         return 3
-    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(limit, len(paths))).round().astype(int))
+    picks = spread_picks(len(paths), limit)
     seen_grey = []
     for index in picks:
         try:

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..data.decode import load_image, match_channels
+from ..data.decode import load_image, match_channels, spread_picks
 from ..data.preprocess import Preprocess
 from ..data.samples import Samples
 from ..data.transforms import Preset
@@ -83,7 +83,7 @@ def median_file_bytes(paths: list) -> float:
     """The median size of up to SIZE_SAMPLE files spread evenly over `paths` (unreadable ones left out)."""
     if not paths:
         return 0.0
-    picks = np.unique(np.linspace(0, len(paths) - 1, num=min(SIZE_SAMPLE, len(paths))).round().astype(int))
+    picks = spread_picks(len(paths), SIZE_SAMPLE)
     sizes = []
     for index in picks:
         try:
