@@ -80,7 +80,7 @@ class TrainConfig:
     label_smoothing: float | None = option(None, "cross-entropy label smoothing; default: the recipe's (0)")
     accumulate: int = option(1, "batches whose gradients add up before one optimizer step")
     amp: str = option("auto", "mixed precision on GPU: auto (bf16 where supported), bf16, fp16, off", choices=["auto", "bf16", "fp16", "off"])
-    channels_last: bool | None = option(None, "channels_last memory format; default: on for CUDA")
+    channels_last: bool | None = option(None, "channels_last memory format; default: on for CUDA, and on a CPU whichever format a few timed passes find faster for the model (remembered in the cache folder)")
     compile: bool = option(False, "torch.compile the model")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     seed: int = option(0, "seed for weights, shuffling, augmentation and splits")

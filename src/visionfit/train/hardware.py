@@ -1,15 +1,20 @@
 """How a training run uses the machine it got: memory format, compilation, CPU threads.
 
-    channels_last = use_channels_last(config.train.channels_last, device)
+    channels_last = use_channels_last(config.train.channels_last, device)      # no timing: the flag or the device
+    channels_last, note = channels_last_for(config.train.channels_last, net, shape, steps, device, timed=True,
+                                            remember_in=cache_folder())    # unset on a CPU: the faster format
     trained = compiled(net) if config.train.compile else net
     note = share_cores_with_workers(busy_workers(train_loader))     # devices.py; None: threads unchanged
 
 Mixed precision (amp_dtype, loss_scaler) is the trainer's, beside the autocast it drives.
 """
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from ..data.loader import BatchLoader
+from .memory_format import cpu_memory_format
 
 # Shapes specialised, never dynamic: a run meets few shapes (the batch, the epoch's last batch,
 # the eval batches), each compiled once, where dynamic=None's default recompiles the first
@@ -18,8 +23,20 @@ COMPILE_OPTIONS = dict(dynamic=False)
 
 
 def use_channels_last(setting: bool | None, device: torch.device) -> bool:
-    """--channels-last as given, or by default on CUDA only (tensor cores want NHWC; CPUs gain little)."""
+    """--channels-last as given, or by default on CUDA (tensor cores want NHWC), without timing anything."""
     return device.type == "cuda" if setting is None else setting
+
+
+def channels_last_for(setting: bool | None, net: nn.Module, shape: tuple[int, int, int, int], steps: int,
+                      device: torch.device, timed: bool, remember_in: Path | None) -> tuple[bool, str | None]:
+    """(channels_last, why) for a training run: --channels-last as given; unset, on for CUDA, and
+    on a CPU whichever format memory_format.py times faster for this model and batch `shape`
+    over `steps` steps, where `timed` (the trainer passes False for runs it cannot time alike:
+    distributed, compiled, or training a head on cached features)."""
+    if setting is not None or device.type != "cpu" or not timed:
+        return use_channels_last(setting, device), None
+    choice = cpu_memory_format(net, shape, steps, remember_in)
+    return choice.channels_last, choice.note
 
 
 def compiled(model: nn.Module) -> nn.Module:

@@ -32,9 +32,11 @@ PRECISION_NAMES = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocas
 
 
 def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.device, channels_last: bool,
-                caching: str | None, frozen: list[str] = (), threads: str | None = None) -> str:
+                caching: str | None, frozen: list[str] = (), threads: str | None = None,
+                layout_note: str | None = None) -> str:
     """The run's resolved settings as one block: data, classes, input, model, device, recipe, folder.
-    `threads`: how the process shares its cores with DataLoader workers, when it gave some up."""
+    `threads`: how the process shares its cores with DataLoader workers, when it gave some up;
+    `layout_note`: why channels_last is on or off, when a CPU run timed it."""
     config, spec = resolved.config, resolved.model
     val, test = (len(store) if store is not None else 0 for store in (prepared.val, prepared.test))
     weights = f", starting from {spec.weights}" if spec.weights else ""
@@ -50,7 +52,8 @@ def run_summary(resolved: Resolved, prepared, net: nn.Module, device: torch.devi
         f"  augment: {augmentation_text(resolved, prepared, caching, device)}",
         f"  model:   {spec.architecture}{weights}; {parameter_counts(net)}{frozen_parts}{model_macs(resolved)}",
         f"  device:  {device}, {PRECISION_NAMES[amp_dtype(config.train.amp, device)]}, "
-        f"channels_last {'on' if channels_last else 'off'}{f', {threads}' if threads else ''}",
+        f"channels_last {'on' if channels_last else 'off'}{f' ({layout_note})' if layout_note else ''}"
+        f"{f', {threads}' if threads else ''}",
         f"  recipe:  {recipe_line(resolved)}",
         *(f"           {line}" for line in (describe_mixing(config.train), describe_ema(config.train.ema)) if line),
     ]

@@ -24,6 +24,7 @@ from ..checkpoints import load_into, load_model, unwrap
 from ..config import Config
 from ..cpu_memory import keep_freed_memory
 from ..data.loader import BatchLoader
+from ..data.disk_cache import cache_folder
 from ..data.prepare import PreparedData, default_workers
 from ..devices import resolve_device, share_cores_with_workers
 from ..errors import ConfigError, ModelError, TrainingDiverged
@@ -38,7 +39,7 @@ from .distributed import Distributed, init_distributed
 from .ema import WeightAverage
 from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
 from .guards import chance_warning, few_steps_warning
-from .hardware import busy_workers, compiled, use_channels_last
+from .hardware import busy_workers, channels_last_for, compiled
 from .mixing import batch_mixer
 from .multilabel import MultiLabel
 from .report import images_per_class, result_lines, run_summary
@@ -95,15 +96,16 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     config = resolved.config
     frozen = freeze(net, config.model.freeze)
     net = net.to(device)
-    channels_last = use_channels_last(config.train.channels_last, device)
+    caching = caching_mode(config, prepared.preset)
+    channels_last, layout_note = _memory_format(config, net, prepared, device, dist, caching)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    caching = caching_mode(config, prepared.preset)
     # The image loaders before the summary, which states the threads their workers leave this process.
     loaders = None if caching else make_loaders(prepared, config, device, dist, channels_last)
     threads = share_cores_with_workers(busy_workers(loaders[0]) if loaders else 0)
     if dist.is_main:
-        print(run_summary(resolved, prepared, net, device, channels_last, caching, frozen, threads), flush=True)
+        print(run_summary(resolved, prepared, net, device, channels_last, caching, frozen, threads, layout_note),
+              flush=True)
     transfer_callbacks = _transfer_callbacks(net, config, dist)
     started = time.perf_counter()  # caching features is training: it counts, as in epoch 1's images/s
     cached = cache_features_if_useful(net, prepared, config, device, dist)
@@ -228,6 +230,19 @@ def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed):
         train = resolved.config.train
         print(f"class weights ({train.class_weights}): {describe(weights, resolved.class_names)}", file=sys.stderr)
     return task
+
+
+def _memory_format(config: Config, net: nn.Module, prepared: PreparedData, device: torch.device, dist: Distributed,
+                   caching: str | None) -> tuple[bool, str | None]:
+    """channels_last or not, and why (hardware.channels_last_for): a CPU run times its model's
+    passes in both formats over the steps it is about to take, and remembers the verdict in the
+    cache folder unless --no-disk-cache."""
+    train, size = config.train, prepared.preset.size
+    shape = (config.data.batch_size, prepared.preset.channels, size, size)
+    steps = train.epochs * max(1, len(prepared.train) // config.data.batch_size)
+    timed = not (dist.enabled or train.compile or caching)
+    remember_in = cache_folder() if config.data.disk_cache else None
+    return channels_last_for(train.channels_last, net, shape, steps, device, timed, remember_in)
 
 
 def make_loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
