@@ -278,3 +278,29 @@ def test_loss_scaling_is_on_exactly_for_fp16(forced_amp, dtype, scaled):
     forced_amp(dtype)
     trainer = make_trainer(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)))
     assert trainer.scaler.is_enabled() is scaled
+
+
+def test_the_progress_bar_shows_the_loss_the_watch_read_and_reads_none_itself(monkeypatch):
+    """In window mode (a GPU's) the bar's loss comes from the watch's window reads: the bar adds no
+    .item() (that would wait for the GPU), and what it shows is the newest loss of the window read last."""
+    stream = Terminal()
+    printer = ProgressPrinter(bar_stream=stream)
+    trainer = make_trainer(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), train_batches=6, callbacks=[printer], epochs=1)
+    trainer.loss_watch.every = 4
+    shown, reads = [], []
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or real_item(self))
+    original = printer.on_batch_end
+
+    def recording(trainer, step, loss):
+        before = len(reads)
+        original(trainer, step, loss)
+        shown.append(printer._shown)
+        assert len(reads) == before  # the bar reads nothing back
+        losses.append(real_item(loss))
+
+    losses = []
+    printer.on_batch_end = recording
+    trainer.fit()
+    assert shown[:3] == [None, None, None] and shown[3] is not None  # the window of steps 0-3 read at step 3
+    assert shown[3] == shown[4] == shown[5] == pytest.approx(losses[3])

@@ -100,7 +100,7 @@ class ProgressPrinter:
     and one line per epoch on stdout, where the run's record goes (with the monitored metric)."""
 
     def __init__(self, quiet: bool = False, bar_stream=None, line_stream=None, monitor: str = "val_acc"):
-        self.quiet, self.bar, self.monitor = quiet, None, monitor
+        self.quiet, self.bar, self.monitor, self._shown = quiet, None, monitor, None
         self._bar_stream, self._line_stream = bar_stream, line_stream
 
     def on_epoch_start(self, trainer) -> None:
@@ -111,8 +111,10 @@ class ProgressPrinter:
     def on_batch_end(self, trainer, step: int, loss) -> None:
         if self.bar is not None and not self.bar.disable:
             self.bar.update(1)
-            if step % 20 == 0:  # .item() waits for the GPU: not every batch
-                self.bar.set_postfix(loss=f"{loss.item():.4f}")
+            latest = trainer.loss_watch.latest  # read by the divergence watch: reading it here would wait for a GPU
+            if latest is not None and latest != self._shown:
+                self.bar.set_postfix(loss=f"{latest:.4f}")
+                self._shown = latest
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         self._close_bar()

@@ -4,6 +4,7 @@
     watch.start_epoch(epoch)
     watch.note(step, loss, lr)        # every step; raises TrainingDiverged when it reads a bad loss
     watch.check()                     # at the end of the epoch, before validation
+    watch.latest                      # the newest loss read so far (for a progress bar: no read of its own)
 
 Only a non-finite *loss* is divergence. An fp16 GradScaler meets inf gradients as a
 matter of course and skips those steps itself; that is not looked at here.
@@ -34,6 +35,7 @@ class LossWatch:
     def __init__(self, device: torch.device, dist: Distributed):
         self.device, self.dist = device, dist
         self.every = 1 if device.type == "cpu" and not dist.enabled else CHECK_EVERY_STEPS
+        self.latest: float | None = None
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch  # 0-based, as the trainer counts
@@ -45,7 +47,7 @@ class LossWatch:
         """Record `loss` of 0-based `step` (steps come in order); read the losses when it is time to."""
         self.lrs.append(lr)
         if self.every == 1:
-            value = loss.item()
+            value = self.latest = loss.item()
             if not math.isfinite(value):
                 self._diverged(step, value)
             return
@@ -75,11 +77,15 @@ class LossWatch:
         return torch.stack((step.float(), torch.where(bad[slot], self.window[slot], 0.0)))
 
     def _first_across_processes(self) -> tuple[float, float]:
-        """The earliest [step, loss] of all processes, so that every process stops together."""
-        rows = torch.zeros(self.dist.world_size, 2, device=self.device)
-        rows[self.dist.rank] = self._first_in_window()
-        rows = self.dist.sum(rows)  # each process fills only its own row: a gather made of a sum
-        step, value = rows[rows[:, 0].argmin()].tolist()
+        """The earliest [step, loss] of all processes, so that every process stops together; in the
+        same read, this process's newest loss becomes `latest`."""
+        rows = torch.zeros(self.dist.world_size, 3, device=self.device)
+        newest = self.window[max(self.noted - 1, 0)].reshape(1)
+        rows[self.dist.rank] = torch.cat((self._first_in_window(), newest))
+        rows = self.dist.sum(rows).tolist()  # each process fills only its own row: a gather made of a sum
+        step, value, _ = min(rows, key=lambda row: row[0])
+        if self.noted:
+            self.latest = rows[self.dist.rank][2]
         return step, value
 
 
