@@ -294,3 +294,22 @@ def test_config_and_resume_together_are_refused(capsys, tmp_path):
     (tmp_path / "run.yaml").write_text("train:\n  epochs: 2\n")
     code, err = run_cli(capsys, "train", "--config", str(tmp_path / "run.yaml"), "--resume", str(tmp_path / "exp"))
     assert code == 2 and "a resumed run keeps its own saved settings" in err
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_train_and_lr_find_leave_the_process_group_even_when_they_fail(monkeypatch, capsys, command):
+    """Under torchrun the process group is destroyed before exit, whether the run ended or failed."""
+    from visionfit import finding, fitting
+    from visionfit.errors import ConfigError
+    from visionfit.train import distributed
+
+    def failing(*args, **kwargs):
+        raise ConfigError("no data")
+
+    left = []
+    monkeypatch.setattr(fitting, "fit", failing)
+    monkeypatch.setattr(finding, "lr_find", failing)
+    monkeypatch.setattr(distributed, "shutdown_distributed", lambda: left.append(True))
+    with pytest.raises(SystemExit):
+        main([command, "--data", "nowhere"])
+    assert left == [True] and "no data" in capsys.readouterr().err

@@ -29,8 +29,12 @@ def add_commands(commands) -> None:
 
 def run_lr_find(args: argparse.Namespace) -> None:
     from ..finding import lr_find
+    from ..train.distributed import shutdown_distributed
 
     options = config_options(args)
-    found = lr_find(options.pop("model", None), options.pop("data", None), start_lr=args.start_lr,
-                    end_lr=args.end_lr, steps=args.steps, suggest=args.suggest, **options)
+    try:
+        found = lr_find(options.pop("model", None), options.pop("data", None), start_lr=args.start_lr,
+                        end_lr=args.end_lr, steps=args.steps, suggest=args.suggest, **options)
+    finally:  # under torchrun, as `visionfit train`
+        shutdown_distributed()
     print(found.format())

@@ -71,11 +71,15 @@ def config_options(args: argparse.Namespace) -> dict:
 
 def run_train(args: argparse.Namespace) -> None:
     from ..fitting import fit
+    from ..train.distributed import shutdown_distributed
 
     options = config_options(args)
     if args.config:
         options = _file_options(args.config, options, args.trust_code)
-    fit(options.pop("model", None), options.pop("data", None), trust_code=args.trust_code, **options)
+    try:
+        fit(options.pop("model", None), options.pop("data", None), trust_code=args.trust_code, **options)
+    finally:  # under torchrun: leave the process group before exit (NCCL warns of a leak otherwise)
+        shutdown_distributed()
 
 
 def _file_options(path: str, flags: dict, trust_code: bool) -> dict:

@@ -64,11 +64,6 @@ def create_numbered_dir(parent: Path, base: str) -> Path:
                 continue
 
 
-def next_run_dir(project: Path, name: str | None) -> Path:
-    """runs/exp, runs/exp2, runs/exp3, ... (or runs/<name>, name2, ... when named): the first that does not exist."""
-    return next(path for path in _numbered(project, name or "exp") if not path.exists())
-
-
 def _numbered(parent: Path, base: str):
     yield parent / base
     n = 2
