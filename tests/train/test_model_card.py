@@ -33,3 +33,50 @@ def test_a_small_run_without_validation_says_so(tiny_splits, tmp_path):
     assert "no validation split" in card and "## Confusion matrix" not in card
     assert _card_rows(card, "## Data")[0] == ["left", "8", "-"]
     assert "few training images (under 20) for: left, middle, right" in card
+
+
+def test_the_card_takes_the_best_epochs_own_tally_without_another_pass(tiny_splits, tmp_path, monkeypatch):
+    from visionfit.train import session
+
+    def no_pass(*args):
+        raise AssertionError("a validation pass the best epoch had made already")
+
+    monkeypatch.setattr(session, "predictions", no_pass)
+    result = visionfit.fit("lenet_relu", tiny_splits, project=str(tmp_path), **FAST)
+    best = result.history[result.best_epoch - 1]
+    confusion = [[int(cell) for cell in row[1:]] for row in _card_rows(
+        (result.run_dir / "MODEL_CARD.md").read_text(), "## Confusion matrix")]
+    assert sum(map(sum, confusion)) == 30 and sum(confusion[k][k] for k in range(3)) / 30 == best["val_acc"]
+
+
+def test_a_best_epoch_before_a_resume_is_evaluated_again(tiny_splits, tmp_path, monkeypatch):
+    """The resumed process never tallied the best epoch (its Checkpointer kept no matrix): one pass."""
+    from visionfit.train import session
+
+    passes = []
+    real = session.predictions
+    monkeypatch.setattr(session, "predictions", lambda *args: passes.append(1) or real(*args))
+    monkeypatch.setattr(session, "_tallied_confusion", lambda *args: None)
+    result = visionfit.fit("lenet_relu", tiny_splits, project=str(tmp_path), **FAST)
+    assert passes == [1]
+    confusion = [[int(cell) for cell in row[1:]] for row in _card_rows(
+        (result.run_dir / "MODEL_CARD.md").read_text(), "## Confusion matrix")]
+    report = visionfit.evaluate(result.best_model, tiny_splits.val, out=tmp_path / "eval")
+    assert confusion == report.confusion.tolist()
+
+
+def test_a_tally_of_another_epoch_or_of_padded_shards_is_not_used():
+    import types
+
+    import numpy as np
+
+    from visionfit.train.callbacks import Checkpointer
+    from visionfit.train.session import _tallied_confusion
+
+    checkpointer = Checkpointer.__new__(Checkpointer)
+    checkpointer.best_epoch, checkpointer.best_confusion = 3, np.array([[4, 1], [0, 5]])
+    trainer = types.SimpleNamespace(callbacks=[checkpointer])
+    assert _tallied_confusion(trainer, 3, 10) is checkpointer.best_confusion
+    assert _tallied_confusion(trainer, 2, 10) is None  # the best epoch ran before a --resume
+    assert _tallied_confusion(trainer, 3, 9) is None  # two processes' shards repeat an image
+    assert _tallied_confusion(types.SimpleNamespace(callbacks=[]), 3, 10) is None  # not rank 0's callbacks

@@ -187,6 +187,7 @@ class Checkpointer:
         self.run_dir, self.meta, self.config_dict = run_dir, meta, config_dict
         self.best_score, self.monitor = best_score, monitor
         self.best_epoch = None
+        self.best_confusion = None  # the kept weights' validation confusion matrix, when this process saw that epoch
         self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
     def on_epoch_end(self, trainer, metrics: dict) -> None:
@@ -197,6 +198,7 @@ class Checkpointer:
         kept, view = weights_to_keep(metrics, self.monitor)
         if score(view, self.monitor) > self.best_score:
             self.best_score, self.best_epoch = score(view, self.monitor), metrics["epoch"]
+            self.best_confusion = getattr(trainer, "val_confusions", {}).get(kept)
             meta = {**self.meta, **head_meta(view), "metrics": metrics, "trained_weights": kept}
             save_model_file(self.run_dir / "best.safetensors", models[kept], meta)
         meta = {**self.meta, **head_meta(metrics), "metrics": metrics, "trained_weights": "raw"}

@@ -304,8 +304,8 @@ def _finish(trainer: Trainer, resolved: Resolved, prepared: PreparedData, dist: 
             "train_images": result.train_images, "val_images": result.val_images,
             "skipped_images": skipped, "classes": list(resolved.class_names),
         })
-        write_text_atomic(run_dir / MODEL_CARD, _model_card(best_model, best_row, trainer.history, test, resolved,
-                                                            prepared, device, result).markdown())
+        card = _model_card(best_model, best_row, trainer, test, resolved, prepared, device, result)
+        write_text_atomic(run_dir / MODEL_CARD, card.markdown())
         print(result_lines(result), flush=True)
         if skipped:
             progress.note(f"warning: skipped {len(skipped)} unreadable images (listed in {run_dir / 'summary.json'})")
@@ -317,18 +317,33 @@ def _eval_loader(store, prepared: PreparedData, config: Config, device) -> Batch
     return BatchLoader(store, prepared.preset, config.data.batch_size, train=False, device=device)
 
 
-def _model_card(best_model: nn.Module, best_row: dict, history: list[dict], test: dict | None, resolved: Resolved,
+def _model_card(best_model: nn.Module, best_row: dict, trainer: Trainer, test: dict | None, resolved: Resolved,
                 prepared: PreparedData, device, result: FitResult) -> ModelCard:
-    """The card from what the run holds: class counts, and the best model's confusion matrix on validation."""
+    """The card from what the run holds: class counts, and the best model's confusion matrix on
+    validation: the one its epoch tallied (the numbers of its val_acc), else one more pass (the
+    best epoch was before a --resume)."""
     classes = len(resolved.class_names)
     has_val = prepared.val is not None and len(prepared.val)
     confusion = None
     if has_val and not resolved.multi_label:  # a multi-label model has no single predicted class
-        labels, predicted = predictions(best_model, _eval_loader(prepared.val, prepared, resolved.config, device))
-        confusion = metrics.confusion_matrix(labels, predicted, classes)
+        confusion = _tallied_confusion(trainer, best_row["epoch"], len(prepared.val))
+        if confusion is None:
+            labels, predicted = predictions(best_model, _eval_loader(prepared.val, prepared, resolved.config, device))
+            confusion = metrics.confusion_matrix(labels, predicted, classes)
     counts = lambda store: images_per_class(store.labels, classes)  # noqa: E731
-    return ModelCard(resolved, history, best_row, counts(prepared.train), counts(prepared.val) if has_val else None,
+    return ModelCard(resolved, trainer.history, best_row, counts(prepared.train),
+                     counts(prepared.val) if has_val else None,
                      confusion, test, result.seconds, result.device)
+
+
+def _tallied_confusion(trainer: Trainer, best_epoch: int, images: int) -> np.ndarray | None:
+    """The best epoch's validation confusion as the Checkpointer kept it, if it counts each of the
+    `images` once (distributed shards are padded with repeats: then None)."""
+    checkpointer = next((c for c in trainer.callbacks if isinstance(c, Checkpointer)), None)
+    if checkpointer is None or checkpointer.best_epoch != best_epoch or checkpointer.best_confusion is None:
+        return None
+    confusion = checkpointer.best_confusion
+    return confusion if int(confusion.sum()) == images else None
 
 
 @torch.no_grad()

@@ -49,6 +49,7 @@ class ConfusionTally:
         self.confusion: torch.Tensor | None = None  # sized from the first batch's logits
         self.ones: torch.Tensor | None = None  # one count per image, viewed at each batch's length
         self.seen = 0  # images over all processes, known after result()
+        self.summed: torch.Tensor | None = None  # K x K over all processes, known after result()
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor) -> None:
         """labels: class indices N (for soft targets, the class each image counts as); loss_sum: detached."""
@@ -67,6 +68,7 @@ class ConfusionTally:
         loss_sum = dist.sum(self.loss_sum.reshape(1))[0]
         confusion = dist.sum(self.confusion.double())
         classes = int(round(len(confusion) ** 0.5))
+        self.summed = confusion.reshape(classes, classes)
         self.seen = int(confusion.sum().item())
         return {"loss": (loss_sum / confusion.sum()).item(), **confusion_metrics(confusion.reshape(classes, classes))}
 

@@ -34,6 +34,8 @@ class Trainer:
         self.ema = ema  # a WeightAverage, or None
         self.amp_dtype = amp_dtype(train_cfg.amp, device)
         self.scaler = loss_scaler(self.amp_dtype, device)
+        self.last_confusion = None  # of the latest evaluate(), single-label only
+        self.val_confusions: dict = {}  # of the latest validate(): "raw" and "ema" weights
         self.loss_watch = LossWatch(device, self.dist)
         self.history: list[dict] = []
         self.epoch = 0
@@ -93,10 +95,13 @@ class Trainer:
             self.ema.update()
 
     def validate(self) -> dict:
-        """val_* metrics of the weights, and ema_val_* of their average when there is one."""
+        """val_* metrics of the weights, and ema_val_* of their average when there is one;
+        their confusion matrices (single-label) stay in `val_confusions` ("raw", "ema")."""
         metrics = {f"val_{k}": v for k, v in self.evaluate(self.val_loader).items()}
+        self.val_confusions = {"raw": self.last_confusion}
         if self.ema is not None:
             metrics.update({f"ema_val_{k}": v for k, v in self.evaluate(self.val_loader, self.ema.module).items()})
+            self.val_confusions["ema"] = self.last_confusion
         return metrics
 
     @torch.no_grad()
@@ -110,7 +115,10 @@ class Trainer:
             with self._autocast():
                 logits = model(x)
             tally.add(logits, y, self.task.eval_loss_sum(logits, y))
-        return tally.result(self.dist)
+        metrics = tally.result(self.dist)
+        summed = getattr(tally, "summed", None)  # a multi-label tally has no confusion matrix
+        self.last_confusion = None if summed is None else summed.long().cpu().numpy()
+        return metrics
 
     def _autocast(self):
         if self.amp_dtype is None:
