@@ -184,7 +184,8 @@ def device_colour_loader(preset, seed=4, batch_size=5):
 def test_colour_ops_on_the_device_keep_the_batch_batched_whole_pixels_and_shapes():
     loader = device_colour_loader(colour_preset(0.4, erasing=0.5, flip=True, pad=1))
     assert loader.batched
-    assert not BatchLoader(colour_store(), colour_preset(0.4), batch_size=5, train=True, device=CPU).batched
+    assert not BatchLoader(colour_store(), colour_preset(0.4), batch_size=5, train=True, device=CPU,
+                           colour_on_device=False).batched
     batches = list(loader)
     assert [tuple(x.shape) for x, _ in batches] == [(5, 3, 8, 8), (5, 3, 8, 8), (2, 3, 8, 8)]
     x = torch.cat([x for x, _ in batches])

@@ -95,15 +95,32 @@ def test_batched_erasing_draws_boxes_as_torchvision_does():
     assert 0.4 < (half == 7).flatten(1).any(1).float().mean() < 0.6
 
 
-def test_per_image_ops_send_training_through_the_per_sample_path_and_eval_stays_batched():
+def test_per_image_ops_send_training_through_the_per_sample_path_and_eval_stays_batched(monkeypatch):
+    """On a CPU with cores to spare for DataLoader workers (8 cores, 2 workers)."""
+    import visionfit.devices as devices
+
+    monkeypatch.setattr(devices, "usable_cores", lambda: 8)
     store = ImageStore(torch.randint(0, 255, (12, 1, 32, 32), dtype=torch.uint8), torch.arange(12) % 3,
                        [str(i) for i in range(12)])
-    medium = BatchLoader(store, preset_at("medium"), batch_size=5, train=True, device=CPU, seed=0)
+    medium = BatchLoader(store, preset_at("medium"), batch_size=5, train=True, device=CPU, seed=0, workers=2)
     light = BatchLoader(store, preset_at("light"), batch_size=5, train=True, device=CPU, seed=0)
     evaluation = BatchLoader(store, preset_at("medium"), batch_size=5, train=False, device=CPU)
     assert not medium.batched and light.batched and evaluation.batched
     shapes = [tuple(x.shape) for x, _ in medium]
     assert shapes == [(5, 1, 32, 32), (5, 1, 32, 32), (2, 1, 32, 32)]
+    medium.close()
+
+
+@pytest.mark.parametrize("cores, workers, on_the_batch", [(2, 1, True), (4, 3, True), (8, 0, True), (8, 2, False),
+                                                          (16, 8, False)])
+def test_on_a_cpu_per_image_ops_run_on_the_batch_where_workers_would_leave_the_model_one_core(
+        monkeypatch, cores, workers, on_the_batch):
+    import visionfit.devices as devices
+    from visionfit.data.loader import colour_on_device_by_default
+
+    monkeypatch.setattr(devices, "usable_cores", lambda: cores)
+    assert colour_on_device_by_default(CPU, workers) is on_the_batch
+    assert colour_on_device_by_default(torch.device("cuda"), workers)
 
 
 @pytest.mark.parametrize("level", ["medium", "strong"])

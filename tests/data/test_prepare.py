@@ -87,8 +87,8 @@ def test_training_from_the_eval_view_stores_the_eval_view(photo_splits, options,
 
 def test_per_image_ops_crop_the_presized_squares_in_workers(photo_splits):
     data = prepared(photo_splits, image_size=32, augment="medium")
-    loader = BatchLoader(data.train, data.preset, batch_size=3, train=True, device=CPU, seed=0)
-    assert data.train.uniform and not loader.batched  # TrivialAugment runs per image
+    loader = BatchLoader(data.train, data.preset, batch_size=3, train=True, device=CPU, seed=0, colour_on_device=False)
+    assert data.train.uniform and not loader.batched  # TrivialAugment runs per image (where workers can take it)
     batches = list(loader)
     assert [tuple(x.shape) for x, _ in batches] == [(3, 3, 32, 32)] * 2
     loader.close()

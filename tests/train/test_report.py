@@ -80,10 +80,14 @@ def test_a_frozen_backbone_s_default_photo_view_is_said_to_cache_both_orientatio
         "light: flip; the head trains on cached backbone features of each image and its mirror")
 
 
-def test_the_summary_says_where_per_image_colour_ops_run_on_each_device():
-    """Equal-size images with colour jitter: DataLoader workers on the CPU, the device batch on a GPU
+def test_the_summary_says_where_per_image_colour_ops_run_on_each_device(monkeypatch):
+    """Equal-size images with colour jitter: DataLoader workers on a CPU with cores to spare (8, 2
+    workers), the device batch on a GPU and on a CPU the workers would leave one core
     (data/loader.py's colour_on_device default)."""
-    config, recipe = resolve_recipe(Config.from_options())
+    import visionfit.devices as devices
+
+    monkeypatch.setattr(devices, "usable_cores", lambda: 8)
+    config, recipe = resolve_recipe(Config.from_options(workers=2))
     jitter = dataclasses.replace(make_preset(8, 3, (0.5,) * 3, (0.25,) * 3, small=True, pad=1), color_jitter=0.4)
     plan = SimpleNamespace(small=True, store_shape=(8, 8), augment="strong")
     resolved = SimpleNamespace(config=config, recipe=recipe, preset=jitter, plan=plan)
@@ -96,6 +100,9 @@ def test_the_summary_says_where_per_image_colour_ops_run_on_each_device():
         "training images stored at 8x8; random crop + colour jitter on the device")
     assert "DataLoader worker" in augmentation_text(resolved, prepared, None, cpu)
     assert augmentation_text(resolved, prepared, None, cuda) == "strong: pad 1 + random crop, colour jitter 0.4"
+    monkeypatch.setattr(devices, "usable_cores", lambda: 3)  # 2 workers would leave the model one core
+    assert training_storage(resolved, prepared, cpu).endswith("colour jitter on the device")
+    assert augmentation_text(resolved, prepared, None, cpu) == "strong: pad 1 + random crop, colour jitter 0.4"
 
 
 def test_many_classes_are_summarised_not_listed():

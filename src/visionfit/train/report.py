@@ -124,7 +124,8 @@ def training_storage(resolved: Resolved, prepared, device: torch.device = torch.
     ops = preset.random_ops()
     if not ops:
         return f"training images {kept}; no random augmentation"
-    batched = train.uniform and (not preset.per_sample_ops or colour_on_device_by_default(device))
+    workers = default_workers(resolved.config.data.workers)
+    batched = train.uniform and (not preset.per_sample_ops or colour_on_device_by_default(device, workers))
     return f"training images {kept}; {' + '.join(ops)} {'on the device' if batched else 'per image in DataLoader workers'}"
 
 
@@ -139,10 +140,11 @@ def augmentation_text(resolved: Resolved, prepared, caching: str | None = None,
         seen, cached = FROZEN_VIEWS[caching, preset.random_ops()]
         return f"{seen} (frozen backbone: {cached}; --augment light to train on random crops instead)"
     text = f"{resolved.plan.augment}: {describe_augmentation(preset)}"
-    if preset.per_sample_ops and prepared.train.uniform and not colour_on_device_by_default(device):
-        workers = default_workers(resolved.config.data.workers)
+    workers = default_workers(resolved.config.data.workers)
+    if preset.per_sample_ops and prepared.train.uniform and not colour_on_device_by_default(device, workers):
         text += (f"; per image in {workers} DataLoader worker{'s' if workers != 1 else ''} (TrivialAugment, "
-                 "RandAugment and colour jitter run on the device batch on a GPU only)")
+                 "RandAugment and colour jitter run on the device batch on a GPU, or where workers would "
+                 "leave the model one core)")
     cost = uncached_cost(resolved.config, preset)
     return text + _caching_text(caching) + (f"; {cost}" if cost else "")
 
