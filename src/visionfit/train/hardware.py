@@ -1,6 +1,5 @@
 """How a training run uses the machine it got: memory format, compilation, CPU threads.
 
-    channels_last = use_channels_last(config.train.channels_last, device)      # no timing: the flag or the device
     channels_last, note = channels_last_for(config.train.channels_last, net, shape, steps, device, timed=True,
                                             remember_in=cache_folder())    # unset on a CPU: the faster format
     trained = compiled(net) if config.train.compile else net
