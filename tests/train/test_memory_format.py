@@ -150,3 +150,12 @@ def test_a_long_cpu_run_says_what_it_timed_and_trains_in_that_format(monkeypatch
     assert "channels_last on (faster on this CPU: 500 vs 1000 ms a pass of" in out
     assert seen and all(seen)
     assert (tmp_path / "cache" / VERDICTS).is_file()
+
+
+def test_a_probe_that_fails_leaves_the_run_in_nchw(monkeypatch, tmp_path):
+    def out_of_memory(model, x):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")
+    monkeypatch.setattr(memory_format, "_pass_seconds", out_of_memory)
+    assert cpu_memory_format(small_net(), SHAPE, steps=1000, remember_in=tmp_path) == memory_format.MemoryFormatChoice(
+        False, None)
+    assert not (tmp_path / VERDICTS).exists()

@@ -58,8 +58,12 @@ def cpu_memory_format(net: nn.Module, shape: tuple[int, int, int, int], steps: i
     remembered = _recall(remember_in, key)
     if remembered is not None:
         return _choice(remembered, "timed on an earlier run")
-    with torch.random.fork_rng(devices=[]):
-        timings = _time_formats(net, shape, steps)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            timings = _time_formats(net, shape, steps)
+    except (RuntimeError, MemoryError) as error:  # a copy too big, a model the probe cannot drive: train as it is
+        log.info("memory format not timed (%s): NCHW", error)
+        timings = None
     if timings is None:
         return MemoryFormatChoice(False)
     if remember_in is not None:
