@@ -52,11 +52,12 @@ def test_the_card_takes_the_best_epochs_own_tally_without_another_pass(tiny_spli
 def test_a_best_epoch_before_a_resume_is_evaluated_again(tiny_splits, tmp_path, monkeypatch):
     """The resumed process never tallied the best epoch (its Checkpointer kept no matrix): one pass."""
     from visionfit.train import session
+    from visionfit.train.callbacks import Checkpointer
 
     passes = []
     real = session.predictions
     monkeypatch.setattr(session, "predictions", lambda *args: passes.append(1) or real(*args))
-    monkeypatch.setattr(session, "_tallied_confusion", lambda *args: None)
+    monkeypatch.setattr(Checkpointer, "best_confusion_of", lambda *args: None)
     result = visionfit.fit("lenet_relu", tiny_splits, project=str(tmp_path), **FAST)
     assert passes == [1]
     confusion = [[int(cell) for cell in row[1:]] for row in _card_rows(
@@ -66,17 +67,12 @@ def test_a_best_epoch_before_a_resume_is_evaluated_again(tiny_splits, tmp_path, 
 
 
 def test_a_tally_of_another_epoch_or_of_padded_shards_is_not_used():
-    import types
-
     import numpy as np
 
     from visionfit.train.callbacks import Checkpointer
-    from visionfit.train.session import _tallied_confusion
 
     checkpointer = Checkpointer.__new__(Checkpointer)
     checkpointer.best_epoch, checkpointer.best_confusion = 3, np.array([[4, 1], [0, 5]])
-    trainer = types.SimpleNamespace(callbacks=[checkpointer])
-    assert _tallied_confusion(trainer, 3, 10) is checkpointer.best_confusion
-    assert _tallied_confusion(trainer, 2, 10) is None  # the best epoch ran before a --resume
-    assert _tallied_confusion(trainer, 3, 9) is None  # two processes' shards repeat an image
-    assert _tallied_confusion(types.SimpleNamespace(callbacks=[]), 3, 10) is None  # not rank 0's callbacks
+    assert checkpointer.best_confusion_of(3, 10) is checkpointer.best_confusion
+    assert checkpointer.best_confusion_of(2, 10) is None  # the best epoch ran before a --resume
+    assert checkpointer.best_confusion_of(3, 9) is None  # two processes' shards repeat an image

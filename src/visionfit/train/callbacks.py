@@ -190,6 +190,12 @@ class Checkpointer:
         self.best_confusion = None  # the kept weights' validation confusion matrix, when this process saw that epoch
         self.wrote_last = False  # a last.ckpt found on disk may be the damaged one a resume skipped
 
+    def best_confusion_of(self, epoch: int, images: int):
+        """The validation confusion matrix of best.safetensors if it was saved at `epoch` in this
+        process and counts each of the `images` once (distributed shards repeat some), else None."""
+        confusion = self.best_confusion if self.best_epoch == epoch else None
+        return confusion if confusion is not None and int(confusion.sum()) == images else None
+
     def on_epoch_end(self, trainer, metrics: dict) -> None:
         models = {"raw": trainer.model, "ema": trainer.ema.module if trainer.ema is not None else None}
         for model in models.values():

@@ -1,7 +1,6 @@
 """How a training run uses the machine it got: memory format, compilation, CPU threads.
 
-    channels_last, note = channels_last_for(config.train.channels_last, net, shape, steps, device, timed=True,
-                                            remember_in=cache_folder())    # unset on a CPU: the faster format
+    channels_last, note = run_memory_format(config, net, prepared, device, dist.enabled, caching)  # a CPU: timed
     trained = compiled(net) if config.train.compile else net
     note = share_cores_with_workers(busy_workers(train_loader))     # devices.py; None: threads unchanged
 
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.disk_cache import cache_folder
 from ..data.loader import BatchLoader
 from .memory_format import cpu_memory_format
 
@@ -36,6 +36,19 @@ def channels_last_for(setting: bool | None, net: nn.Module, shape: tuple[int, in
         return use_channels_last(setting, device), None
     choice = cpu_memory_format(net, shape, steps, remember_in)
     return choice.channels_last, choice.note
+
+
+def run_memory_format(config, net: nn.Module, prepared, device: torch.device, distributed: bool,
+                      caching: str | None) -> tuple[bool, str | None]:
+    """channels_last_for a training run's config and data: its batch shape, the steps it is about to
+    take, timed unless distributed, compiled or caching features, the verdict remembered in the
+    cache folder unless --no-disk-cache."""
+    train, size = config.train, prepared.preset.size
+    shape = (config.data.batch_size, prepared.preset.channels, size, size)
+    steps = train.epochs * max(1, len(prepared.train) // config.data.batch_size)
+    timed = not (distributed or train.compile or caching)
+    remember_in = cache_folder() if config.data.disk_cache else None
+    return channels_last_for(train.channels_last, net, shape, steps, device, timed, remember_in)
 
 
 def compiled(model: nn.Module) -> nn.Module:

@@ -24,7 +24,6 @@ from ..checkpoints import load_into, load_model, unwrap
 from ..config import Config
 from ..cpu_memory import keep_freed_memory
 from ..data.loader import BatchLoader
-from ..data.disk_cache import cache_folder
 from ..data.prepare import PreparedData, default_workers
 from ..devices import resolve_device, share_cores_with_workers
 from ..errors import ConfigError, ModelError, TrainingDiverged
@@ -39,7 +38,7 @@ from .distributed import Distributed, init_distributed
 from .ema import WeightAverage
 from .features import CachingTime, HeadOnFeatures, cache_features_if_useful, caching_mode
 from .guards import chance_warning, few_steps_warning
-from .hardware import busy_workers, channels_last_for, compiled
+from .hardware import busy_workers, compiled, run_memory_format
 from .mixing import batch_mixer
 from .multilabel import MultiLabel
 from .report import images_per_class, result_lines, run_summary
@@ -97,7 +96,7 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     frozen = freeze(net, config.model.freeze)
     net = net.to(device)
     caching = caching_mode(config, prepared.preset)
-    channels_last, layout_note = _memory_format(config, net, prepared, device, dist, caching)
+    channels_last, layout_note = run_memory_format(config, net, prepared, device, dist.enabled, caching)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     # The image loaders before the summary, which states the threads their workers leave this process.
@@ -232,19 +231,6 @@ def _task(resolved: Resolved, prepared: PreparedData, dist: Distributed):
     return task
 
 
-def _memory_format(config: Config, net: nn.Module, prepared: PreparedData, device: torch.device, dist: Distributed,
-                   caching: str | None) -> tuple[bool, str | None]:
-    """channels_last or not, and why (hardware.channels_last_for): a CPU run times its model's
-    passes in both formats over the steps it is about to take, and remembers the verdict in the
-    cache folder unless --no-disk-cache."""
-    train, size = config.train, prepared.preset.size
-    shape = (config.data.batch_size, prepared.preset.channels, size, size)
-    steps = train.epochs * max(1, len(prepared.train) // config.data.batch_size)
-    timed = not (dist.enabled or train.compile or caching)
-    remember_in = cache_folder() if config.data.disk_cache else None
-    return channels_last_for(train.channels_last, net, shape, steps, device, timed, remember_in)
-
-
 def make_loaders(prepared: PreparedData, config: Config, device, dist: Distributed, channels_last: bool):
     """The training loader and the validation one (None without validation data); the LR finder uses them too."""
     common = dict(preset=prepared.preset, batch_size=config.data.batch_size, device=device, seed=config.train.seed,
@@ -326,7 +312,8 @@ def _model_card(best_model: nn.Module, best_row: dict, trainer: Trainer, test: d
     has_val = prepared.val is not None and len(prepared.val)
     confusion = None
     if has_val and not resolved.multi_label:  # a multi-label model has no single predicted class
-        confusion = _tallied_confusion(trainer, best_row["epoch"], len(prepared.val))
+        checkpointer = next((c for c in trainer.callbacks if isinstance(c, Checkpointer)), None)  # rank 0's
+        confusion = checkpointer.best_confusion_of(best_row["epoch"], len(prepared.val)) if checkpointer else None
         if confusion is None:
             labels, predicted = predictions(best_model, _eval_loader(prepared.val, prepared, resolved.config, device))
             confusion = metrics.confusion_matrix(labels, predicted, classes)
@@ -334,16 +321,6 @@ def _model_card(best_model: nn.Module, best_row: dict, trainer: Trainer, test: d
     return ModelCard(resolved, trainer.history, best_row, counts(prepared.train),
                      counts(prepared.val) if has_val else None,
                      confusion, test, result.seconds, result.device)
-
-
-def _tallied_confusion(trainer: Trainer, best_epoch: int, images: int) -> np.ndarray | None:
-    """The best epoch's validation confusion as the Checkpointer kept it, if it counts each of the
-    `images` once (distributed shards are padded with repeats: then None)."""
-    checkpointer = next((c for c in trainer.callbacks if isinstance(c, Checkpointer)), None)
-    if checkpointer is None or checkpointer.best_epoch != best_epoch or checkpointer.best_confusion is None:
-        return None
-    confusion = checkpointer.best_confusion
-    return confusion if int(confusion.sum()) == images else None
 
 
 @torch.no_grad()
