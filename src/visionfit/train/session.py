@@ -96,12 +96,16 @@ def train_resolved(resolved: Resolved, net: nn.Module, prepared: PreparedData, d
     frozen = freeze(net, config.model.freeze)
     net = net.to(device)
     caching = caching_mode(config, prepared.preset)
+    # The image loaders before the summary, which states the threads their workers leave this process.
+    loaders = None if caching else make_loaders(prepared, config, device, dist, channels_last=False)
+    threads = share_cores_with_workers(busy_workers(loaders[0]) if loaders else 0)
+    # Timed (on a CPU) with the threads the run trains with; its batches then take the chosen format.
     channels_last, layout_note = run_memory_format(config, net, prepared, device, dist.enabled, caching)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    # The image loaders before the summary, which states the threads their workers leave this process.
-    loaders = None if caching else make_loaders(prepared, config, device, dist, channels_last)
-    threads = share_cores_with_workers(busy_workers(loaders[0]) if loaders else 0)
+        for loader in loaders or ():
+            if loader is not None:
+                loader.channels_last = True
     if dist.is_main:
         print(run_summary(resolved, prepared, net, device, channels_last, caching, frozen, threads, layout_note),
               flush=True)
