@@ -23,7 +23,7 @@ def small_net() -> nn.Module:
 def fake_timer(monkeypatch, nchw_s: float, channels_last_s: float, calls: list):
     """_pass_seconds that reports fixed times per format (by the last conv weight's layout: with
     one input channel, the first one's is both)."""
-    def timed(model, x):
+    def timed(model, x, training=True):
         conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1]
         is_last = conv.weight.is_contiguous(memory_format=torch.channels_last)
         if x.shape[1] > 1:  # batches match their model (one channel is both layouts)
@@ -48,7 +48,7 @@ def test_the_verdict_is_remembered_and_not_timed_again(monkeypatch, tmp_path):
     fake_timer(monkeypatch, 1.0, 0.5, [])
     assert cpu_memory_format(small_net(), SHAPE, steps=1000, remember_in=tmp_path).channels_last
 
-    def no_timing(model, x):
+    def no_timing(model, x, training=True):
         raise AssertionError("timed again")
     monkeypatch.setattr(memory_format, "_pass_seconds", no_timing)
     again = cpu_memory_format(small_net(), SHAPE, steps=1000, remember_in=tmp_path)
@@ -130,7 +130,7 @@ def test_an_unwritable_cache_folder_costs_nothing_but_the_memory(monkeypatch, tm
 @pytest.mark.parametrize("setting, device, timed", [(True, "cpu", True), (False, "cpu", True), (None, "cuda", True),
                                                     (None, "cpu", False)])
 def test_no_timing_when_the_flag_the_device_or_the_run_decides(monkeypatch, setting, device, timed):
-    monkeypatch.setattr(memory_format, "_pass_seconds", lambda model, x: pytest.fail("timed"))
+    monkeypatch.setattr(memory_format, "_pass_seconds", lambda model, x, training=True: pytest.fail("timed"))
     on, note = channels_last_for(setting, small_net(), SHAPE, 10**6, torch.device(device), timed, None)
     assert note is None and on == (setting if setting is not None else device == "cuda")
 
@@ -153,7 +153,7 @@ def test_a_long_cpu_run_says_what_it_timed_and_trains_in_that_format(monkeypatch
 
 
 def test_a_probe_that_fails_leaves_the_run_in_nchw(monkeypatch, tmp_path):
-    def out_of_memory(model, x):
+    def out_of_memory(model, x, training=True):
         raise RuntimeError("DefaultCPUAllocator: not enough memory")
     monkeypatch.setattr(memory_format, "_pass_seconds", out_of_memory)
     assert cpu_memory_format(small_net(), SHAPE, steps=1000, remember_in=tmp_path) == memory_format.MemoryFormatChoice(

@@ -12,6 +12,7 @@ is also the one validation takes during training (Preprocess.apply on the full-s
 image), so the same image gets the same numbers from each of them, whatever the batch size.
 """
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +23,14 @@ from torch import nn
 from .. import progress
 from ..checkpoints import load_model
 from ..data.decode import load_image
+from ..data.disk_cache import cache_folder
 from ..data.folders import IMAGE_SUFFIXES, class_folders, image_files, load_class_folders, visible_entries
 from ..data.samples import UNLABELLED, Samples
 from ..data.sources import evaluation_split, is_dataset_folder, load_split
 from ..data.transforms import Preset, preset_from_meta
 from ..devices import resolve_device
 from ..errors import ConfigError, DataError
+from ..train.memory_format import cpu_memory_format
 from .batches import eval_batches, eval_view, model_input
 
 
@@ -45,6 +48,7 @@ class Classifier:
     device: torch.device
     meta: dict = field(default_factory=dict)
     path: Path | None = None  # the model file, when it came from one
+    channels_last: bool | None = None  # None until a CPU classification long enough to time it decides
 
     @property
     def multi_label(self) -> bool:
@@ -136,8 +140,27 @@ def classify(classifier: Classifier, samples: Samples, batch_size: int = 64, tta
 
     tta: average the probabilities of each image and of its horizontal flip. `label` names the progress bar.
     """
+    use_faster_memory_format(classifier, len(samples), batch_size)
     with progress.bar(total=len(samples), desc=label) as bar:
         return _classify(classifier, samples, batch_size, tta, workers, bar)
+
+
+def use_faster_memory_format(classifier: Classifier, images: int, batch_size: int) -> None:
+    """On a CPU, put a model loaded from a file in the memory format that infers faster over
+    `images` (train/memory_format.py: timed on copies when that takes little of the work, and
+    remembered in the cache folder; channels_last made mobilenet_v3_small 1.4x faster here). Once
+    per classifier; a module passed in by the caller is left as it is."""
+    if classifier.device.type != "cpu" or classifier.path is None or classifier.channels_last is not None:
+        return
+    batch = max(1, min(batch_size, images))
+    size, channels = classifier.preset.size, classifier.preset.channels
+    choice = cpu_memory_format(classifier.model, (batch, channels, size, size), math.ceil(images / batch),
+                               cache_folder(), training=False)
+    if choice.note is None:  # not timed (too little work): decide again for a bigger one
+        return
+    classifier.channels_last = choice.channels_last
+    if choice.channels_last:
+        classifier.model.to(memory_format=torch.channels_last)
 
 
 def _classify(classifier: Classifier, samples: Samples, batch_size: int, tta: bool, workers: int | None,
@@ -148,6 +171,8 @@ def _classify(classifier: Classifier, samples: Samples, batch_size: int, tta: bo
         errors.update({row: str(error) for row, error in batch.errors.items()})
         if batch.scored:
             x = model_input(batch.pixels, classifier.preset, classifier.device)
+            if classifier.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             probs[batch.scored] = class_probabilities(classifier.model, x, tta, classifier.multi_label).cpu().numpy()
         bar.update(len(batch.rows))
     errors.update({int(row): NOT_FINITE_REASON for row in np.flatnonzero(~np.isfinite(probs).all(axis=1))

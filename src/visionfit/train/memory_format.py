@@ -3,6 +3,7 @@
     choice = cpu_memory_format(net, (batch, channels, size, size), steps, remember_in=cache_folder())
     net = net.to(memory_format=torch.channels_last) if choice.channels_last else net
     choice.note          # for the run summary: "faster on this CPU: 28 vs 39 ms a pass of 256, timed now"
+    cpu_memory_format(model, shape, batches, remember_in, training=False)     # inference: forward passes only
 
 oneDNN runs a convolution in NCHW or in NHWC (channels_last), and which is faster depends on
 the model and its input with no rule of thumb. A training step on a 2-core Xeon in
@@ -49,18 +50,18 @@ class MemoryFormatChoice:
 
 
 def cpu_memory_format(net: nn.Module, shape: tuple[int, int, int, int], steps: int,
-                      remember_in: Path | None = None) -> MemoryFormatChoice:
-    """Whether `net` trains faster in channels_last on this CPU, for batches of `shape`
-    (N, C, H, W) over `steps` steps. `remember_in`: the folder whose verdicts file keeps the
-    answer between runs (None: time every run). The model itself is not touched, nor torch's
-    random streams (the passes run on copies, inside fork_rng)."""
-    key = _verdict_key(net, shape)
+                      remember_in: Path | None = None, training: bool = True) -> MemoryFormatChoice:
+    """Whether `net` trains (training=False: infers) faster in channels_last on this CPU, for
+    batches of `shape` (N, C, H, W) over `steps` steps. `remember_in`: the folder whose verdicts
+    file keeps the answer between runs (None: time every run). The model itself is not touched,
+    nor torch's random streams (the passes run on copies, inside fork_rng)."""
+    key = _verdict_key(net, shape, training)
     remembered = _recall(remember_in, key)
     if remembered is not None:
         return _choice(remembered, "timed on an earlier run")
     try:
         with torch.random.fork_rng(devices=[]):
-            timings = _time_formats(net, shape, steps)
+            timings = _time_formats(net, shape, steps, training)
     except (RuntimeError, MemoryError) as error:  # a copy too big, a model the probe cannot drive: train as it is
         log.info("memory format not timed (%s): NCHW", error)
         timings = None
@@ -71,29 +72,29 @@ def cpu_memory_format(net: nn.Module, shape: tuple[int, int, int, int], steps: i
     return _choice(timings, "timed now")
 
 
-def _time_formats(net: nn.Module, shape, steps: int) -> dict | None:
+def _time_formats(net: nn.Module, shape, steps: int, training: bool) -> dict | None:
     """{'nchw_ms', 'channels_last_ms', 'images'}: the fastest pass of each format, or None when
     the run is too short to be worth timing."""
     batch = shape[0]
-    nchw = copy.deepcopy(net).train()
+    nchw = copy.deepcopy(net).train(training)
     first = min(batch, FIRST_IMAGES)
-    _pass_seconds(nchw, _images(first, shape, False))  # warm up: oneDNN builds its kernels on the first pass
-    seconds_per_image = _pass_seconds(nchw, _images(first, shape, False)) / first
+    _pass_seconds(nchw, _images(first, shape, False), training)  # warm up: oneDNN builds its kernels on the first pass
+    seconds_per_image = _pass_seconds(nchw, _images(first, shape, False), training) / first
     run_s = seconds_per_image * batch * steps
     passes = 2 * TIMED_ROUNDS + 2  # timed, and the warm-up of each format at the probe's batch
     if run_s < MIN_RUN_S or passes * first * seconds_per_image > MAX_PROBE_SHARE * run_s:
         return None
     images = max(first, min(batch, int(PROBE_SHARE * run_s / (passes * seconds_per_image))))
-    channels_last = copy.deepcopy(net).train().to(memory_format=torch.channels_last)
+    channels_last = copy.deepcopy(net).train(training).to(memory_format=torch.channels_last)
     inputs = {False: _images(images, shape, False), True: _images(images, shape, True)}
     models = {False: nchw, True: channels_last}
-    _pass_seconds(channels_last, inputs[True])  # warm up
+    _pass_seconds(channels_last, inputs[True], training)  # warm up
     if images != first:
-        _pass_seconds(nchw, inputs[False])
+        _pass_seconds(nchw, inputs[False], training)
     best = {False: float("inf"), True: float("inf")}
     for _ in range(TIMED_ROUNDS):
         for fmt in (False, True):
-            best[fmt] = min(best[fmt], _pass_seconds(models[fmt], inputs[fmt]))
+            best[fmt] = min(best[fmt], _pass_seconds(models[fmt], inputs[fmt], training))
     return {"nchw_ms": 1000 * best[False], "channels_last_ms": 1000 * best[True], "images": images}
 
 
@@ -103,9 +104,14 @@ def _images(count: int, shape, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _pass_seconds(model: nn.Module, x: torch.Tensor) -> float:
-    """One forward and backward pass, as a training step makes them (the loss's own cost aside)."""
+def _pass_seconds(model: nn.Module, x: torch.Tensor, training: bool = True) -> float:
+    """One forward and backward pass, as a training step makes them (the loss's own cost aside);
+    not training: one forward pass without autograd, as inference makes it."""
     start = time.perf_counter()
+    if not training:
+        with torch.inference_mode():
+            model(x)
+        return time.perf_counter() - start
     out = model(x)
     out = out[0] if isinstance(out, (tuple, list)) else out
     if out.requires_grad:
@@ -122,12 +128,12 @@ def _choice(timings: dict, when: str) -> MemoryFormatChoice:
                                       f"{timings['images']}, {when}")
 
 
-def _verdict_key(net: nn.Module, shape) -> str:
+def _verdict_key(net: nn.Module, shape, training: bool) -> str:
     """What the timing depends on: the CPU, torch and its threads, the layers (frozen ones
-    included) and the input."""
+    included), the input, and training or inference."""
     layers = repr(net) + repr([parameter.requires_grad for parameter in net.parameters()])
     facts = [_cpu_name(), torch.__version__, torch.get_num_threads(), list(shape),
-             hashlib.sha256(layers.encode()).hexdigest()]
+             hashlib.sha256(layers.encode()).hexdigest(), "training" if training else "inference"]
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
 
 
