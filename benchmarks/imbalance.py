@@ -22,7 +22,7 @@ import visionfit
 from transfer_common import MNIST, machine, markdown_table, spread
 from visionfit.data.idx import load_idx_folder
 from visionfit.data.samples import DatasetSplits
-from visionfit.data.sources import settle_validation
+from visionfit.data.validation import settle_validation
 
 WAYS = {"plain": {}, "class weights auto": {"class_weights": "auto"},
         "class weights effective": {"class_weights": "effective"}, "sampler balanced": {"sampler": "balanced"}}

@@ -26,7 +26,8 @@ from torch import nn
 
 from .config import SECTIONS, Config
 from .data.samples import DatasetSplits
-from .data.sources import limit_per_class, resolve
+from .data.sources import resolve
+from .data.validation import limit_per_class
 from .errors import ConfigError, ModelError
 from .fitting import fit
 from .files import atomic_path, write_text_atomic

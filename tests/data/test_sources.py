@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from visionfit.data.samples import Samples
-from visionfit.data.sources import resolve, split_train_val
+from visionfit.data.sources import resolve
+from visionfit.data.validation import split_train_val
 from visionfit.errors import ConfigError, DataError
 
 

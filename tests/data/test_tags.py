@@ -4,7 +4,8 @@ import pytest
 
 from visionfit.data.check import check_data
 from visionfit.data.samples import DatasetSplits, Samples, strata
-from visionfit.data.sources import load_source, refuse_single_class, relabel, split_train_val
+from visionfit.data.sources import load_source, relabel
+from visionfit.data.validation import refuse_single_class, split_train_val
 from visionfit.data.table import EMPTY_LABEL, load_csv
 from visionfit.errors import ConfigError, DataError
 

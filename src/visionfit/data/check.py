@@ -15,8 +15,8 @@ import numpy as np
 from .decode import is_huge
 from .samples import DatasetSplits, Samples, label_text
 from .scan import FAULT_KINDS, duplicate_groups, group_ids, label_conflicts, leaked_rows, with_scan
-from .sources import (DEFAULT_VAL_SPLIT, check_val_split, load_source, load_split, present_classes,
-                      refuse_conflicting_validation, refuse_same_data, split_train_val)
+from .sources import DEFAULT_VAL_SPLIT, check_val_split, load_source, load_split, refuse_same_data
+from .validation import present_classes, refuse_conflicting_validation, split_train_val
 from .table import EMPTY_LABEL, MISSING_FILE
 
 IMBALANCE_LIMIT = 10.0  # largest class / smallest class above which imbalance is a problem

@@ -32,7 +32,8 @@ from .memory import settle_cache
 from .plan import DEFAULT_INTERPOLATION, InputPlan
 from .preprocess import Preprocess, pil_resize
 from .samples import DatasetSplits, Samples
-from .sources import limit_per_class, resolve, settle_validation
+from .sources import resolve
+from .validation import limit_per_class, settle_validation
 from .store import ImageStore, build_store, channel_stats, lazy_store
 from .transforms import Preset
 
