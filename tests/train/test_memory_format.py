@@ -159,3 +159,11 @@ def test_a_probe_that_fails_leaves_the_run_in_nchw(monkeypatch, tmp_path):
     assert cpu_memory_format(small_net(), SHAPE, steps=1000, remember_in=tmp_path) == memory_format.MemoryFormatChoice(
         False, None)
     assert not (tmp_path / VERDICTS).exists()
+
+
+def test_a_model_without_convolutions_is_not_timed(monkeypatch, tmp_path):
+    calls = []
+    fake_timer(monkeypatch, 1.0, 0.5, calls)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+    assert cpu_memory_format(mlp, SHAPE, steps=10**6, remember_in=tmp_path) == memory_format.MemoryFormatChoice(False)
+    assert not calls

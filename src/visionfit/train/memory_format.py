@@ -55,6 +55,8 @@ def cpu_memory_format(net: nn.Module, shape: tuple[int, int, int, int], steps: i
     batches of `shape` (N, C, H, W) over `steps` steps. `remember_in`: the folder whose verdicts
     file keeps the answer between runs (None: time every run). The model itself is not touched,
     nor torch's random streams (the passes run on copies, inside fork_rng)."""
+    if not any(isinstance(module, nn.Conv2d) for module in net.modules()):
+        return MemoryFormatChoice(False)  # no convolution (an MLP, most ViTs): the format changes nothing
     key = _verdict_key(net, shape, training)
     remembered = _recall(remember_in, key)
     if remembered is not None:
